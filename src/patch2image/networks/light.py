@@ -9,9 +9,7 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 def _up(cin: int, cout: int) -> nn.Sequential:
     # output_padding=1 doubles the size exactly, as Keras' 'same' transposed convolution does.
-    return nn.Sequential(
-        nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1), nn.ReLU(inplace=True)
-    )
+    return nn.Sequential(nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1), nn.ReLU(inplace=True))
 
 
 class Light(nn.Module):

@@ -17,9 +17,7 @@ def _down(c: int) -> nn.Sequential:
 
 
 def _up(c: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.ConvTranspose2d(c, c, 3, stride=2, padding=1, output_padding=1), nn.ReLU(inplace=True)
-    )
+    return nn.Sequential(nn.ConvTranspose2d(c, c, 3, stride=2, padding=1, output_padding=1), nn.ReLU(inplace=True))
 
 
 class MiniUnet(nn.Module):

@@ -1,0 +1,5 @@
+import sys
+
+from patch2image.cli import main
+
+sys.exit(main())

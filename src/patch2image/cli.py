@@ -1,0 +1,81 @@
+"""The ``patch2image`` command: one sub-command per job, each a thin call into the library.
+
+Every ``UserError`` becomes one line on stderr and exit status 2; no traceback reaches the user.
+"""
+
+import argparse
+import json
+import sys
+
+from patch2image.errors import UserError
+
+
+def _add_dataset_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    parser.add_argument("path", nargs="?", help="dataset root (DRIVE, STARE, CHASE_DB1, IDRiD or a folder)")
+    parser.add_argument("--kind", choices=["drive", "stare", "chase_db1", "idrid", "folder"])
+    parser.add_argument("--images", help="folder of images (your own data)")
+    parser.add_argument("--labels", help="folder of labels, paired with the images by name")
+    parser.add_argument("--masks", help="folder of field-of-view masks (optional)")
+
+
+def _open_dataset(args):
+    from patch2image.data import folder_dataset, open_dataset
+
+    if args.images:
+        return folder_dataset(args.images, args.labels, args.masks)
+    if not args.path:
+        raise UserError("give a dataset PATH or --images DIR --labels DIR")
+    return open_dataset(args.path, args.kind)
+
+
+def cmd_nets(args) -> int:
+    from patch2image.networks import NETWORKS, count_parameters, create_network
+
+    rows = [{"name": n, "parameters": count_parameters(create_network(n))} for n in NETWORKS]
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        for row in rows:
+            print(f"{row['name']:<10} {row['parameters']:>10,} parameters")
+    return 0
+
+
+def cmd_data_check(args) -> int:
+    from patch2image.data import check_dataset
+
+    report, problems = check_dataset(_open_dataset(args))
+    print(report)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="patch2image", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    nets = commands.add_parser("nets", help="list the registered networks and their parameter counts")
+    nets.add_argument("--json", action="store_true")
+    nets.set_defaults(run=cmd_nets)
+
+    data = commands.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
+    check = data.add_parser("check", help="check a dataset's layout and files")
+    _add_dataset_args(check)
+    check.set_defaults(run=cmd_data_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

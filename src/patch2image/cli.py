@@ -50,6 +50,16 @@ def cmd_data_check(args) -> int:
     return 1 if problems else 0
 
 
+def cmd_train(args) -> int:
+    from patch2image.config import load_config
+    from patch2image.experiment import format_results, run_experiment
+
+    summary = run_experiment(load_config(args.config), args.out, resume=args.resume, quiet=args.quiet)
+    print(f"results in {args.out} (whole image, threshold 0.5, mean over test images)")
+    print(format_results(summary))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="patch2image", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -57,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     nets = commands.add_parser("nets", help="list the registered networks and their parameter counts")
     nets.add_argument("--json", action="store_true")
     nets.set_defaults(run=cmd_nets)
+
+    train = commands.add_parser("train", help="run an experiment: patch training, transfer, fine-tuning, scratch")
+    train.add_argument("config", help="experiment configuration (YAML), e.g. configs/smoke.yaml")
+    train.add_argument("--out", required=True, help="run directory for weights, history, metrics")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    train.add_argument("--quiet", action="store_true", help="one log line per epoch instead of progress bars")
+    train.set_defaults(run=cmd_train)
 
     data = commands.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     check = data.add_parser("check", help="check a dataset's layout and files")

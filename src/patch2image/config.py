@@ -1,0 +1,161 @@
+"""An experiment's configuration: one YAML file in ``configs/``, checked key by key.
+
+A run is reproduced from its file and seed alone. Unknown keys, wrong types and missing paths are
+refused with the key's dotted name and the type expected.
+"""
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from patch2image.errors import UserError
+from patch2image.preprocessing import Preprocessing
+
+DATASET_KINDS = ("drive", "stare", "chase_db1", "idrid", "folder", "synthetic")
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    kind: str = "synthetic"
+    path: str | None = None
+    fold: int | None = None
+    val_fraction: float = 0.2
+    size: list[int] | None = None  # (height, width) the images are resized to; default the paper's
+    synthetic_images: int = 16  # synthetic only: train images (a quarter as many test images)
+    synthetic_size: int = 128
+
+
+@dataclass(frozen=True)
+class PatchConfig:
+    size: int = 32
+    sampling: str = "grid"  # grid (vessels), balanced (optic disc) or random
+    stride: int = 16
+    per_class: int = 500
+    count: int = 1000
+
+
+@dataclass(frozen=True)
+class AugmentationConfig:
+    flip: bool = True
+    translate: float = 0.1
+
+
+@dataclass(frozen=True)
+class PhaseConfig:
+    epochs: int = 300
+    patience: int | None = None  # early stopping; None trains all epochs
+    batch_size: int = 1
+    lr: float = 1.0
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    patch_stride: int = 2  # stride of the patch-level segmentation that scores the Patch row
+    threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    network: str = "light"
+    seed: int = 0
+    protocol: str = "paper"  # paper, budget (fewer epochs on 2 cores) or smoke
+    precision: str = "bf16"  # bf16 autocast where the CPU supports it, or fp32
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    patches: PatchConfig = field(default_factory=PatchConfig)
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    phases: dict[str, PhaseConfig] = field(default_factory=dict)  # patch, finetune, scratch
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PHASES = ("patch", "finetune", "scratch")
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such configuration file") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    config = config_from_dict(raw, source=str(path))
+    if config.dataset.path is not None:
+        data_path = Path(config.dataset.path)
+        if not data_path.is_absolute():
+            data_path = (path.parent / data_path).resolve()
+            # Paths in configs/ are relative to the project root, the usual working directory.
+            if not data_path.exists() and Path(config.dataset.path).exists():
+                data_path = Path(config.dataset.path).resolve()
+        if not data_path.exists():
+            raise UserError(f"{path}: dataset.path {config.dataset.path!r} does not exist")
+        config = dataclasses.replace(config, dataset=dataclasses.replace(config.dataset, path=str(data_path)))
+    return config
+
+
+def config_from_dict(raw, source: str = "configuration") -> Config:
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: expected a mapping of keys, got {type(raw).__name__}")
+    config = _build(Config, raw, source, "")
+    for phase in config.phases:
+        if phase not in PHASES:
+            raise UserError(f"{source}: phases.{phase}: unknown phase; expected one of {', '.join(PHASES)}")
+    if config.dataset.kind not in DATASET_KINDS:
+        raise UserError(f"{source}: dataset.kind: {config.dataset.kind!r} is not one of {', '.join(DATASET_KINDS)}")
+    if config.precision not in ("bf16", "fp32"):
+        raise UserError(f"{source}: precision: {config.precision!r} is not one of bf16, fp32")
+    if config.patches.sampling not in ("grid", "balanced", "random"):
+        raise UserError(f"{source}: patches.sampling: {config.patches.sampling!r} is not grid, balanced or random")
+    if config.dataset.kind != "synthetic" and not config.dataset.path:
+        raise UserError(f"{source}: dataset.path: required for dataset kind {config.dataset.kind}")
+    return config
+
+
+def _build(cls, raw: dict, source: str, prefix: str):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in raw.items():
+        if key not in names:
+            raise UserError(f"{source}: {prefix}{key}: unknown key; expected one of {', '.join(sorted(names))}")
+        values[key] = _convert(hints[key], value, source, f"{prefix}{key}")
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise UserError(f"{source}: {prefix.rstrip('.') or 'top level'}: {exc}") from None
+
+
+def _convert(hint, value, source: str, key: str):
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise UserError(f"{source}: {key}: expected a mapping, got {value!r}")
+        return _build(hint, value, source, key + ".")
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        hint = next(o for o in options if o is not type(None))
+        origin = typing.get_origin(hint)
+    if origin is dict:
+        value_hint = typing.get_args(hint)[1]
+        if not isinstance(value, dict):
+            raise UserError(f"{source}: {key}: expected a mapping, got {value!r}")
+        return {k: _convert(value_hint, v or {}, source, f"{key}.{k}") for k, v in value.items()}
+    if origin is list:
+        if not isinstance(value, list) or not all(isinstance(v, int) for v in value):
+            raise UserError(f"{source}: {key}: expected a list of integers, got {value!r}")
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise UserError(f"{source}: {key}: expected {hint.__name__}, got {value!r}")
+    return value

@@ -1,0 +1,63 @@
+"""Phase 1: cut the patch database from pre-processed training images.
+
+The validation images are held out before this step (the caller passes train and validation
+images separately), so no validation patch overlaps a training image.
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from patch2image.config import PatchConfig
+
+
+def patch_database(
+    images: np.ndarray, labels: np.ndarray, config: PatchConfig, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Patches (N, 1, s, s) float32 and their labels (N, 1, s, s) float32 from (n, H, W) images and labels.
+
+    sampling="grid": every ``stride`` pixels over the reflect-padded image (vessels).
+    sampling="balanced": ``per_class`` patches centred on random foreground pixels and as many on
+    background pixels, per image (optic disc). sampling="random": ``count`` random centres per image.
+    """
+    size = config.size
+    half = size // 2
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None]
+    y = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32))[:, None]
+    if config.sampling == "grid":
+        # Pad so that the grid covers every pixel: the last window ends at or beyond the border.
+        height, width = x.shape[-2:]
+        pad_h = _grid_padding(height, size, config.stride)
+        pad_w = _grid_padding(width, size, config.stride)
+        pads = (0, pad_w, 0, pad_h)
+        xs = F.pad(x, pads, mode="reflect").unfold(2, size, config.stride).unfold(3, size, config.stride)
+        ys = F.pad(y, pads, mode="reflect").unfold(2, size, config.stride).unfold(3, size, config.stride)
+        return xs.reshape(-1, 1, size, size).contiguous(), ys.reshape(-1, 1, size, size).contiguous()
+
+    rng = np.random.default_rng(seed)
+    xp = F.pad(x, (half, half, half, half), mode="reflect")
+    yp = F.pad(y, (half, half, half, half), mode="reflect")
+    patches, targets = [], []
+    for i in range(len(images)):
+        for rows, cols in _centres(labels[i], config, rng):
+            for r, c in zip(rows, cols, strict=True):
+                patches.append(xp[i, :, r : r + size, c : c + size])
+                targets.append(yp[i, :, r : r + size, c : c + size])
+    return torch.stack(patches), torch.stack(targets)
+
+
+def _grid_padding(side: int, size: int, stride: int) -> int:
+    if side <= size:
+        return size - side
+    return (-(side - size)) % stride
+
+
+def _centres(label: np.ndarray, config: PatchConfig, rng: np.random.Generator):
+    if config.sampling == "random":
+        yield rng.integers(0, label.shape[0], config.count), rng.integers(0, label.shape[1], config.count)
+        return
+    for cls in (True, False):
+        rows, cols = np.nonzero(label == cls)
+        if len(rows):
+            pick = rng.integers(0, len(rows), config.per_class)
+            yield rows[pick], cols[pick]

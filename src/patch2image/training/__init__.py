@@ -1,0 +1,1 @@
+"""Training: the loss, the augmentation and the resumable training loop shared by every phase."""

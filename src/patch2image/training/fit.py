@@ -1,0 +1,169 @@
+"""The training loop shared by patch training, fine-tuning and the scratch baseline.
+
+SPEC section 4: AdaDelta with Keras' defaults, learning rate x0.2 after 5 epochs without
+validation improvement (floor 1e-5), early stopping, and the weights with the best validation
+loss kept. After every epoch the whole state goes to a safetensors checkpoint (written atomically),
+and every epoch draws its randomness from (seed, epoch) alone, so a run killed at any point and
+resumed ends with the same weights as a run never interrupted.
+"""
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from patch2image.config import AugmentationConfig, PhaseConfig
+from patch2image.errors import UserError
+from patch2image.files import atomic_write
+from patch2image.training.augmentation import augment
+from patch2image.training.loss import bce_dice_loss
+
+LR_FACTOR, LR_PATIENCE, LR_FLOOR = 0.2, 5, 1e-5
+
+
+@dataclass
+class TrainingData:
+    """Inputs and 0/1 targets, (N, 1, H, W) float32: patches, or whole images of one size."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+def autocast(precision: str):
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def fit(
+    model: torch.nn.Module,
+    train: TrainingData,
+    val: TrainingData,
+    phase: str,
+    config: PhaseConfig,
+    checkpoint: Path,
+    *,
+    seed: int = 0,
+    augmentation: AugmentationConfig = AugmentationConfig(),
+    precision: str = "bf16",
+    quiet: bool = False,
+) -> list[dict]:
+    """Train ``model`` in place, resuming from ``checkpoint`` when it exists; return the epoch rows.
+
+    On return the model holds the weights of the epoch with the best validation loss.
+    """
+    model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adadelta(model.parameters(), lr=config.lr, rho=0.95, eps=1e-7)
+    state = {"epoch": 0, "best_val": math.inf, "best_epoch": 0, "bad_epochs": 0, "finished": False, "rows": []}
+    best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if checkpoint.exists():
+        state, best = _load_checkpoint(checkpoint, model, optimizer)
+
+    epoch = state["epoch"]
+    while not state["finished"] and epoch < config.epochs:
+        epoch += 1
+        started = time.perf_counter()
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        loss = _train_epoch(
+            model, optimizer, train, config.batch_size, generator, augmentation, precision, phase, epoch, quiet
+        )
+        if not math.isfinite(loss):
+            raise UserError(
+                f"phase {phase}, epoch {epoch}: the training loss is {loss}; stopped, the last good weights "
+                f"are in {checkpoint}"
+            )
+        val_loss = validation_loss(model, val, config.batch_size, precision)
+        lr = optimizer.param_groups[0]["lr"]
+        row = {"phase": phase, "epoch": epoch, "loss": loss, "val_loss": val_loss, "lr": lr}
+        row["seconds"] = round(time.perf_counter() - started, 3)
+        state["rows"].append(row)
+        if val_loss < state["best_val"]:
+            state.update(best_val=val_loss, best_epoch=epoch, bad_epochs=0)
+            best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            state["bad_epochs"] += 1
+            if state["bad_epochs"] % LR_PATIENCE == 0:
+                for group in optimizer.param_groups:
+                    group["lr"] = max(group["lr"] * LR_FACTOR, LR_FLOOR)
+        if config.patience is not None and state["bad_epochs"] >= config.patience:
+            state["finished"] = True
+        state["epoch"] = epoch
+        state["finished"] = state["finished"] or epoch >= config.epochs
+        _save_checkpoint(checkpoint, model, optimizer, best, state)
+        if quiet:
+            print(f"{phase} epoch {epoch}: loss {loss:.4f} val_loss {val_loss:.4f} lr {lr:.2g} {row['seconds']:.1f}s")
+    model.load_state_dict(best)
+    return state["rows"]
+
+
+def _train_epoch(model, optimizer, data, batch_size, generator, augmentation, precision, phase, epoch, quiet) -> float:
+    model.train()
+    order = torch.randperm(len(data), generator=generator)
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    total, count = 0.0, 0
+    bar = tqdm(batches, desc=f"{phase} epoch {epoch}", disable=quiet, leave=False, unit="batch")
+    for index in bar:
+        x, y = augment(data.x[index], data.y[index], generator, augmentation.flip, augmentation.translate)
+        with autocast(precision):
+            logits = model(x)
+        loss = bce_dice_loss(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(index)
+        count += len(index)
+        bar.set_postfix(loss=f"{total / count:.4f}")
+    return total / count
+
+
+@torch.inference_mode()
+def validation_loss(model, data: TrainingData, batch_size: int, precision: str) -> float:
+    model.eval()
+    total = 0.0
+    for start in range(0, len(data), batch_size):
+        x = data.x[start : start + batch_size].contiguous(memory_format=torch.channels_last)
+        with autocast(precision):
+            logits = model(x)
+        total += bce_dice_loss(logits, data.y[start : start + batch_size]).item() * len(x)
+    return total / len(data)
+
+
+def _save_checkpoint(path: Path, model, optimizer, best: dict, state: dict) -> None:
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    tensors |= {f"best.{k}": v.contiguous() for k, v in best.items()}
+    for i, param in enumerate(p for group in optimizer.param_groups for p in group["params"]):
+        for key, value in optimizer.state.get(param, {}).items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{i}.{key}"] = value.detach().contiguous()
+    state = state | {"lr": optimizer.param_groups[0]["lr"]}
+    with atomic_write(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"state": json.dumps(state)})
+
+
+def _load_checkpoint(path: Path, model, optimizer) -> tuple[dict, dict]:
+    from safetensors import safe_open
+
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as handle:
+            state = json.loads(handle.metadata()["state"])
+    except Exception as exc:  # any damage to the file means the same thing to the user
+        raise UserError(f"{path}: unreadable checkpoint ({exc}); delete it to restart this phase") from None
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+    for i, param in enumerate(p for group in optimizer.param_groups for p in group["params"]):
+        entries = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"optimizer.{i}.")}
+        if entries:
+            optimizer.state[param] = entries
+    for group in optimizer.param_groups:
+        group["lr"] = state["lr"]
+    return state, best

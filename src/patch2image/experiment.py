@@ -129,8 +129,11 @@ def run_experiment(config: Config, out_dir: str | Path, resume: bool = False, qu
         model = _load_or_train(out / "finetuned.safetensors", config, metadata, fine_tune)
         _score(out, "finetuned", test, config, lambda g: predict_image(model, g))
     if "scratch" in phases:
-        model = _load_or_train(out / "scratch.safetensors", config, metadata, lambda m: train_phase(
-            "scratch", m, train.training_data(), val.training_data()))  # fmt: skip
+
+        def from_scratch(m):
+            train_phase("scratch", m, train.training_data(), val.training_data())
+
+        model = _load_or_train(out / "scratch.safetensors", config, metadata, from_scratch)
         _score(out, "scratch", test, config, lambda g: predict_image(model, g))
     if (
         test.original

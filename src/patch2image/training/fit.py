@@ -53,7 +53,7 @@ def fit(
     checkpoint: Path,
     *,
     seed: int = 0,
-    augmentation: AugmentationConfig = AugmentationConfig(),
+    augmentation: AugmentationConfig | None = None,
     precision: str = "bf16",
     quiet: bool = False,
 ) -> list[dict]:
@@ -61,6 +61,7 @@ def fit(
 
     On return the model holds the weights of the epoch with the best validation loss.
     """
+    augmentation = augmentation or AugmentationConfig()
     model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adadelta(model.parameters(), lr=config.lr, rho=0.95, eps=1e-7)
     state = {"epoch": 0, "best_val": math.inf, "best_epoch": 0, "bad_epochs": 0, "finished": False, "rows": []}

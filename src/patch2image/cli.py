@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="one log line per epoch instead of progress bars")
     train.set_defaults(run=cmd_train)
 
+    from patch2image.report import add_report_arguments, cmd_report
+
+    report = commands.add_parser("report", help="the paper's tables and figures from run directories")
+    add_report_arguments(report)
+    report.set_defaults(run=cmd_report)
+
     data = commands.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     check = data.add_parser("check", help="check a dataset's layout and files")
     _add_dataset_args(check)

@@ -1,0 +1,160 @@
+"""Scoring a test set under both protocols, and the JSON and CSV files that hold the result.
+
+An evaluation result is plain data, one entry per protocol::
+
+    {"whole": {"threshold": 0.5,
+               "mean":   {"auc": ..., "spec": ..., "sens": ..., "acc": ..., "dice": ..., "jaccard": ..., "auprc": ...},
+               "pooled": {...the same metrics over all pixels of all images...},
+               "images": [{"name": ..., "auc": ..., ...}, ...],
+               "pooled_data": {"threshold": ..., "counts": {...}, "histogram": {...}}},
+     "fov": {...}}
+
+``whole`` scores every pixel (the paper's protocol: background outside the camera's field of view
+included, which inflates accuracy, specificity and AUC); ``fov`` scores the pixels inside the
+field-of-view mask. ``mean`` is the mean over images (the paper's aggregation), ``pooled`` treats all
+pixels as one set. ``pooled_data`` holds what the pooled metrics are computed from (confusion counts and
+score histograms, see :class:`patch2image.metrics.PooledScores`), so that cross-validation folds merge
+exactly (:func:`merge_evaluations`). Undefined values (NaN) are ``null`` in the JSON and empty in the CSV.
+"""
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from patch2image.files import write_text
+from patch2image.metrics import METRICS, PooledScores, image_metrics, mean_metrics
+
+PROTOCOLS = ("whole", "fov")
+
+
+def evaluate_cases(cases: Iterable, threshold: float = 0.5) -> dict:
+    """Score test images under both protocols.
+
+    Parameters
+    ----------
+    cases : iterable of (name, prob, label, fov)
+        Per test image, at its original size: ``prob`` float probabilities in [0, 1], ``label`` the bool
+        ground truth, ``fov`` the bool field-of-view mask (None: the whole image). Consumed one at a
+        time, so a generator keeps one image in memory.
+    threshold : float, default 0.5
+        A pixel is predicted positive where ``prob >= threshold`` (e.g. a threshold chosen on the
+        validation images by :func:`patch2image.metrics.best_dice_threshold`).
+
+    Returns
+    -------
+    dict
+        ``{"whole": {...}, "fov": {...}}`` as the module docstring shows.
+    """
+    images = {protocol: [] for protocol in PROTOCOLS}
+    pooled = {protocol: PooledScores(threshold) for protocol in PROTOCOLS}
+    for name, prob, label, fov in cases:
+        for protocol, region in (("whole", None), ("fov", fov)):
+            images[protocol].append({"name": str(name), **image_metrics(prob, label, region, threshold)})
+            pooled[protocol].add(prob, label, region)
+    return {protocol: _summary(images[protocol], pooled[protocol]) for protocol in PROTOCOLS}
+
+
+def _summary(images: list[dict], pooled: PooledScores) -> dict:
+    return {
+        "threshold": pooled.threshold,
+        "mean": mean_metrics(images),
+        "pooled": pooled.metrics(),
+        "images": images,
+        "pooled_data": pooled.to_dict(),
+    }
+
+
+def merge_evaluations(results: list[dict]) -> dict:
+    """Merge the results of cross-validation folds into one, as if one test set.
+
+    Images are concatenated in the order given, the means recomputed over all of them, and the pooled
+    metrics recomputed from the summed confusion counts and score histograms (exactly what scoring all
+    images at once gives). Folds scored at different thresholds keep their own; the merged
+    ``threshold`` is then None. A result without ``pooled_data`` (written by another tool) leaves the
+    pooled metrics NaN; a protocol that some results lack is left out.
+    """
+    if not results:
+        raise ValueError("merge_evaluations needs at least one result")
+    merged = {}
+    for protocol in PROTOCOLS:
+        if not all(protocol in result for result in results):
+            continue  # a protocol some folds lack cannot cover the merged test set
+        parts = [result[protocol] for result in results]
+        images = [dict(image) for part in parts for image in part["images"]]
+        if all(part.get("pooled_data") for part in parts):
+            pooled = PooledScores.from_dict(parts[0]["pooled_data"])
+            for part in parts[1:]:
+                pooled.update(PooledScores.from_dict(part["pooled_data"]))
+            merged[protocol] = _summary(images, pooled)
+        else:
+            thresholds = {part.get("threshold") for part in parts}
+            merged[protocol] = {
+                "threshold": thresholds.pop() if len(thresholds) == 1 else None,
+                "mean": mean_metrics(images),
+                "pooled": dict.fromkeys(METRICS, math.nan),
+                "images": images,
+            }
+    return merged
+
+
+def write_evaluation(result: dict, json_path: str | Path) -> None:
+    """Write ``result`` as JSON and its per-image values as ``<stem>.csv`` beside it, each atomically.
+
+    The CSV has the columns ``protocol,name,auc,spec,sens,acc,dice,jaccard,auprc``.
+    """
+    json_path = Path(json_path)
+    write_text(json_path, _dumps(_nan_to_none(result)) + "\n")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["protocol", "name", *METRICS])
+    for protocol in PROTOCOLS:
+        for image in result.get(protocol, {}).get("images", []):
+            writer.writerow([protocol, image["name"], *(_csv_value(image.get(m)) for m in METRICS)])
+    write_text(json_path.with_suffix(".csv"), buffer.getvalue())
+
+
+def read_evaluation(json_path: str | Path) -> dict:
+    """Read a result that :func:`write_evaluation` wrote; ``null`` metric values come back as NaN."""
+    result = json.loads(Path(json_path).read_text())
+    for protocol in result.values():
+        if not isinstance(protocol, dict):
+            continue
+        for values in [protocol.get("mean", {}), protocol.get("pooled", {}), *protocol.get("images", [])]:
+            for name in METRICS:
+                if name in values and values[name] is None:
+                    values[name] = math.nan
+    return result
+
+
+def _csv_value(value) -> str:
+    return "" if value is None or math.isnan(value) else repr(float(value))
+
+
+def _nan_to_none(value):
+    """JSON has no NaN: strict parsers (browsers, jq) reject Python's ``NaN`` token."""
+    if isinstance(value, dict):
+        return {key: _nan_to_none(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nan_to_none(item) for item in value]
+    if isinstance(value, float | np.floating):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _dumps(value, indent: str = "") -> str:
+    """JSON with dicts indented and lists of numbers on one line, so the histograms stay compact."""
+    if isinstance(value, dict) and value:
+        inner = indent + "  "
+        items = ",\n".join(f"{inner}{json.dumps(key)}: {_dumps(item, inner)}" for key, item in value.items())
+        return "{\n" + items + "\n" + indent + "}"
+    if isinstance(value, list) and value and any(isinstance(item, dict) for item in value):
+        inner = indent + "  "
+        return "[\n" + ",\n".join(inner + _dumps(item, inner) for item in value) + "\n" + indent + "]"
+    return json.dumps(value, allow_nan=False, separators=(", ", ": "))

@@ -1,0 +1,133 @@
+"""``patch2image report``: the paper's tables and figures from run directories, beside the paper's own.
+
+Writes into the output folder:
+
+- ``report.html``: one self-contained page (tables, and figures inlined as base64 PNG);
+- ``tables.md`` and ``tables.tex``: the results tables in Markdown and LaTeX (booktabs);
+- ``figures/``: each figure as a PNG (Jaccard box plots, qualitative panels, training curves);
+- ``metrics/<dataset>-<network>/<row>.json`` (and ``.csv``): the evaluations of cross-validation runs,
+  folds merged.
+
+Heavy imports (matplotlib) wait until a report is built, so the command line starts fast.
+"""
+
+import argparse
+from pathlib import Path
+
+from patch2image.errors import UserError
+
+__all__ = ["add_report_arguments", "build_report", "cmd_report"]
+
+BOXPLOT_CAPTION = (
+    "Jaccard per test image (whole image, threshold of the run), one box per network and row; "
+    "x marks the paper's mean (as the paper's Figures 8-11)."
+)
+PANEL_CAPTION = (
+    "Test image {name}: photograph, ground truth, and the probability maps of Image/Scratch, Patch, "
+    "Image/Frozen and Image/Fine-tuned, one line per network (as the paper's Figures 6, 12 and 13)."
+)
+CURVES_CAPTION = (
+    "{label}: loss and validation loss (left axis) and learning rate (right axis, dashed) per epoch, "
+    "for each phase (as the paper's Figure 7)."
+)
+
+
+def build_report(run_dirs: list[str | Path], out_dir: str | Path, panel_images: list[str] | None = None) -> Path:
+    """Build the report of the given run directories; return the path of the HTML page.
+
+    Parameters
+    ----------
+    run_dirs : list of paths
+        Run directories as ``patch2image train`` writes them, or folders holding such directories.
+        Runs of one dataset, network and protocol that differ in their fold are merged.
+    out_dir : path
+        Output folder, created if needed; files in it are overwritten.
+    panel_images : list of str, optional
+        Names of test images (file stems, e.g. ``01_test``) for the qualitative panels; each dataset
+        shows those it has. Default: the first test image of each dataset.
+    """
+    from patch2image.evaluation import write_evaluation
+    from patch2image.files import atomic_write, write_text
+    from patch2image.report import figures
+    from patch2image.report.html import Page
+    from patch2image.report.runs import load_sections
+    from patch2image.report.tables import runs_table, section_tables, to_latex, to_markdown
+
+    sections = load_sections(run_dirs)
+    if not sections:
+        raise UserError("no run directories to report on")
+    out = Path(out_dir)
+    available = {section.slug: figures.panel_images(section) for section in sections}
+    if panel_images:
+        unknown = [n for n in panel_images if not any(n in names for names in available.values())]
+        if unknown:
+            known = ", ".join(sorted({n for names in available.values() for n in names})) or "none"
+            raise UserError(f"--images: no test image named {', '.join(unknown)} in these runs (known: {known})")
+
+    def save_figure(png: bytes, name: str) -> None:
+        with atomic_write(out / "figures" / name) as tmp:
+            Path(tmp).write_bytes(png)
+
+    page = Page("patch2image report")
+    page.paragraph(
+        "Retinal image segmentation by patch-to-image training of fully convolutional networks "
+        "(Birgui Sekou et al., arXiv 1904.03892): our runs beside the paper's figures. The paper scores the "
+        "whole image, background outside the field of view (FOV) included; the FOV tables score inside it."
+    )
+    markdown = ["# patch2image report", ""]
+    latex = ["% patch2image report: results tables (needs \\usepackage{booktabs})", ""]
+    for section in sections:
+        page.heading(section.title, anchor=section.slug)
+        markdown += [f"## {section.title}", ""]
+        for table in section_tables(section):
+            page.table(table)
+            markdown.append(to_markdown(table))
+            latex.append(to_latex(table))
+        boxplot = figures.jaccard_boxplot(section)
+        if boxplot is not None:
+            save_figure(boxplot, f"{section.slug}-jaccard.png")
+            page.figure(boxplot, f"{section.title}. {BOXPLOT_CAPTION}")
+        names = [n for n in panel_images if n in available[section.slug]] if panel_images else []
+        for name in names or available[section.slug][:1]:
+            panel = figures.qualitative_panel(section, name)
+            if panel is not None:
+                save_figure(panel, f"{section.slug}-panel-{name}.png")
+                page.figure(panel, f"{section.title}. {PANEL_CAPTION.format(name=name)}")
+        for run in section.runs:
+            curves = figures.training_curves(run)
+            if curves is not None:
+                fold = "" if run.fold is None else f"-fold{run.fold}"
+                save_figure(curves, f"{section.slug}-{run.network}{fold}-curves.png")
+                page.figure(curves, CURVES_CAPTION.format(label=f"{section.title}, {run.label}"))
+        for group in section.groups:
+            if len(group.runs) > 1:
+                for row, result in group.results.items():
+                    write_evaluation(result, out / "metrics" / f"{section.slug}-{group.network}" / f"{row}.json")
+    runs = runs_table(sections)
+    page.heading("Runs", anchor="runs")
+    page.table(runs)
+    markdown.append(to_markdown(runs))
+    latex.append(to_latex(runs))
+    write_text(out / "tables.md", "\n".join(markdown))
+    write_text(out / "tables.tex", "\n".join(latex))
+    write_text(out / "report.html", page.html())
+    return out / "report.html"
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``report`` sub-command's arguments."""
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories, or folders holding them")
+    parser.add_argument("--out", required=True, help="output folder: report.html, tables.md, tables.tex, figures/")
+    parser.add_argument(
+        "--images",
+        nargs="+",
+        metavar="NAME",
+        help="test images (file stems) for the qualitative panels; default: the first of each dataset",
+    )
+
+
+def cmd_report(args) -> int:
+    """Run ``patch2image report`` from parsed arguments (``run_dirs``, ``out``, optional ``images``)."""
+    path = build_report(args.run_dirs, args.out, getattr(args, "images", None))
+    print(f"report in {path}")
+    return 0

@@ -1,0 +1,203 @@
+"""Reading run directories and grouping them: one section per dataset, one group per network.
+
+A run directory is what ``patch2image train`` writes (config.yaml, run.json, history.csv,
+metrics/<row>.json, predictions/). Runs of one dataset, network and protocol that differ only in their
+cross-validation fold form one group, whose rows merge the folds' evaluations into one test set.
+"""
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from patch2image.errors import UserError
+from patch2image.evaluation import PROTOCOLS, merge_evaluations, read_evaluation
+from patch2image.paper_results import ROWS
+
+SECOND_OBSERVER = "second_observer"
+NETWORK_ORDER = ("light", "mini-unet", "dense")
+DATASET_NAMES = {
+    "drive": "DRIVE",
+    "stare": "STARE",
+    "chase_db1": "CHASE_DB1",
+    "idrid": "IDRiD (optic disc)",
+    "folder": "Own data",
+    "synthetic": "Synthetic data",
+}
+
+
+@dataclass
+class Run:
+    """One run directory, as read from disk."""
+
+    path: Path
+    name: str
+    network: str
+    dataset: str
+    fold: int | None
+    protocol: str
+    results: dict[str, dict]  # row (or "second_observer") -> evaluation result
+    history: list[dict]  # history.csv rows, numbers as floats
+    info: dict  # run.json
+
+    @property
+    def label(self) -> str:
+        if self.fold is None or f"fold{self.fold}" in self.name.replace("-", "").replace("_", ""):
+            return self.name
+        return f"{self.name} (fold {self.fold})"
+
+
+@dataclass
+class Group:
+    """The runs of one network on one dataset under one protocol, their folds merged.
+
+    ``results[row]`` merges the folds that scored ``row``; ``coverage[row]`` says how many did.
+    """
+
+    network: str
+    runs: list[Run]
+    results: dict[str, dict] = field(default_factory=dict)
+    coverage: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Section:
+    """Everything the report shows for one dataset under one training protocol."""
+
+    dataset: str
+    protocol: str
+    groups: list[Group]
+
+    @property
+    def title(self) -> str:
+        title = DATASET_NAMES.get(self.dataset, self.dataset)
+        return title if self.protocol == "paper" else f"{title}, {self.protocol} protocol"
+
+    @property
+    def slug(self) -> str:
+        return self.dataset if self.protocol == "paper" else f"{self.dataset}-{self.protocol}"
+
+    @property
+    def runs(self) -> list[Run]:
+        return [run for group in self.groups for run in group.runs]
+
+    def second_observer(self) -> dict | None:
+        """The second observer's scores, from the group that covers the most folds."""
+        best = max(self.groups, key=lambda g: g.coverage.get(SECOND_OBSERVER, 0))
+        return best.results.get(SECOND_OBSERVER)
+
+
+def find_run_dirs(paths: list[str | Path]) -> list[Path]:
+    """The run directories named, a directory holding run directories standing for all of them."""
+    found = []
+    for path in map(Path, paths):
+        if (path / "config.yaml").is_file():
+            found.append(path)
+        elif path.is_dir() and (children := sorted(p.parent for p in path.glob("*/config.yaml"))):
+            found.extend(children)
+        else:
+            raise UserError(f"{path}: not a run directory (no config.yaml) nor a folder of run directories")
+    return list(dict.fromkeys(p.resolve() for p in found))
+
+
+def load_run(path: Path) -> Run:
+    try:
+        config = yaml.safe_load((path / "config.yaml").read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path / 'config.yaml'}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    dataset = config.get("dataset") or {}
+    results = {}
+    for row in (*ROWS, SECOND_OBSERVER):
+        metrics = path / "metrics" / f"{row}.json"
+        if metrics.is_file():
+            try:
+                results[row] = _checked(read_evaluation(metrics))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise UserError(f"{metrics}: not an evaluation result ({exc!r})") from None
+    return Run(
+        path=path,
+        name=str(config.get("name") or path.name),
+        network=str(config.get("network") or "unknown"),
+        dataset=str(dataset.get("kind") or "folder"),
+        fold=dataset.get("fold"),
+        protocol=str(config.get("protocol") or "paper"),
+        results=results,
+        history=_read_history(path / "history.csv"),
+        info=json.loads((path / "run.json").read_text()) if (path / "run.json").is_file() else {},
+    )
+
+
+def _checked(result: dict) -> dict:
+    """``result`` if it has the evaluation's shape, at least for one protocol; else a KeyError names the gap."""
+    protocols = [p for p in PROTOCOLS if p in result]
+    if not protocols:
+        raise KeyError(f"none of the protocols {', '.join(PROTOCOLS)}")
+    for protocol in protocols:
+        for key in ("mean", "pooled", "images"):
+            if key not in result[protocol]:
+                raise KeyError(f"{protocol}.{key}")
+    return result
+
+
+def _read_history(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = []
+    for row in csv.DictReader(path.open()):
+        rows.append({key: row[key] if key == "phase" else _number(row.get(key)) for key in row})
+    return rows
+
+
+def _number(text) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def load_sections(paths: list[str | Path]) -> list[Section]:
+    """Read the run directories and group them: sections in a stable order, folds merged."""
+    runs = [load_run(path) for path in find_run_dirs(paths)]
+    keyed: dict[tuple, dict[str, list[Run]]] = {}
+    for run in runs:
+        keyed.setdefault((run.dataset, run.protocol), {}).setdefault(run.network, []).append(run)
+    sections = []
+    for (dataset, protocol), networks in sorted(keyed.items(), key=lambda item: _dataset_key(*item[0])):
+        groups = [_group(network, networks[network]) for network in sorted(networks, key=_network_key)]
+        sections.append(Section(dataset, protocol, groups))
+    return sections
+
+
+def _group(network: str, runs: list[Run]) -> Group:
+    runs = sorted(runs, key=lambda run: (run.fold is not None, run.fold or 0, str(run.path)))
+    folds: dict = {}
+    for run in runs:
+        if run.fold in folds:
+            raise UserError(
+                f"{folds[run.fold].path} and {run.path}: two {run.dataset} runs of {network} "
+                f"({run.protocol} protocol, fold {run.fold}); report them separately"
+            )
+        folds[run.fold] = run
+    group = Group(network, runs)
+    for row in (*ROWS, SECOND_OBSERVER):
+        parts = [run.results[row] for run in runs if row in run.results]
+        if parts:
+            group.results[row] = merge_evaluations(parts) if len(parts) > 1 else parts[0]
+            group.coverage[row] = len(parts)
+    return group
+
+
+def _network_key(network: str) -> tuple:
+    return (NETWORK_ORDER.index(network), "") if network in NETWORK_ORDER else (len(NETWORK_ORDER), network)
+
+
+def _dataset_key(dataset: str, protocol: str) -> tuple:
+    order = list(DATASET_NAMES)
+    return (order.index(dataset) if dataset in order else len(order), dataset, protocol != "paper", protocol)
+
+
+def network_label(network: str) -> str:
+    return {"light": "Light", "mini-unet": "Mini-Unet", "dense": "Dense"}.get(network, network)

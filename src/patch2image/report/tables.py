@@ -1,0 +1,221 @@
+"""The results tables, as data, and their Markdown, LaTeX and HTML renderings.
+
+Per section (dataset) four tables: the two protocols (``whole``, ``fov``) times the two aggregations
+(``mean`` over images, the paper's; ``pooled`` pixels). Per network the rows Patch, Image/Frozen,
+Image/Fine-tuned and Image/Scratch, then the second observer. The paper's figures are whole-image means,
+so only the whole-image mean table puts them beside ours, with the difference (ours - paper).
+"""
+
+import html
+import math
+from dataclasses import dataclass, field
+
+from patch2image.metrics import METRICS
+from patch2image.paper_results import IDRID_CHALLENGE_BEST_JACCARD, ROW_LABELS, ROWS, TABLES, paper_value
+from patch2image.report.runs import SECOND_OBSERVER, Section, network_label
+
+METRIC_LABELS = {
+    "auc": "AUC",
+    "spec": "Spec",
+    "sens": "Sens",
+    "acc": "Acc",
+    "dice": "Dice",
+    "jaccard": "Jaccard",
+    "auprc": "AUPRC",
+}
+PROTOCOL_LABELS = {
+    "whole": "whole image (background outside the field of view included, as in the paper)",
+    "fov": "inside the field of view (FOV) only",
+}
+AGGREGATION_LABELS = {"mean": "mean over test images (the paper's aggregation)", "pooled": "all test pixels pooled"}
+MISSING = "—"
+DELTA = "Δ"
+
+
+@dataclass
+class Table:
+    """A table as strings: ``kinds`` tags each row (ours, paper, delta, missing, human) for styling.
+
+    ``blocks``: a row whose first cell is set starts a block (a network), ruled off in LaTeX.
+    """
+
+    key: str
+    title: str
+    caption: str
+    header: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    blocks: bool = False
+
+    def add(self, cells: list[str], kind: str = "ours") -> None:
+        self.rows.append(cells)
+        self.kinds.append(kind)
+
+
+def _number(value) -> str:
+    if value is None:
+        return MISSING
+    return "n/a" if math.isnan(value) else f"{value:.4f}"
+
+
+def _difference(ours, paper) -> str:
+    if ours is None or paper is None or math.isnan(ours):
+        return ""
+    return f"{ours - paper:+.4f}"
+
+
+def results_table(section: Section, protocol: str, aggregation: str) -> Table:
+    """One protocol and one aggregation of a section: per network the four rows, then the human reference."""
+    with_paper = protocol == "whole" and aggregation == "mean" and section.dataset in TABLES
+    title = f"{section.title}: {protocol_title(protocol)}, {aggregation_title(aggregation)}"
+    table = Table(
+        key=f"{section.slug}-{protocol}-{aggregation}",
+        title=title,
+        caption=_caption(section, protocol, aggregation, with_paper),
+        header=["Network", "Row", "Source", *(METRIC_LABELS[m] for m in METRICS)],
+        blocks=True,
+    )
+    for group in section.groups:
+        folds = len(group.runs)
+        for index, row in enumerate(ROWS):
+            name = network_label(group.network) if index == 0 else ""
+            result = group.results.get(row, {}).get(protocol)
+            if result is None:
+                table.add([name, ROW_LABELS[row], "missing", *[MISSING] * len(METRICS)], "missing")
+            else:
+                ours = result[aggregation]
+                source = "ours" if group.coverage[row] == folds else f"ours ({group.coverage[row]}/{folds} folds)"
+                table.add([name, ROW_LABELS[row], source, *(_number(ours[m]) for m in METRICS)])
+            if with_paper and any(paper_value(section.dataset, group.network, row, m) is not None for m in METRICS):
+                paper = [paper_value(section.dataset, group.network, row, m) for m in METRICS]
+                table.add(["", "", "paper", *(_number(v) if v is not None else "" for v in paper)], "paper")
+                if result is not None:
+                    ours = result[aggregation]
+                    diffs = [_difference(ours[m], v) for m, v in zip(METRICS, paper, strict=True)]
+                    table.add(["", "", DELTA, *diffs], "delta")
+    human = (section.second_observer() or {}).get(protocol)
+    if human is not None:
+        values = human[aggregation]
+        table.add(["Human", "2nd observer", "ours", *(_number(values[m]) for m in METRICS)], "human")
+    return table
+
+
+def protocol_title(protocol: str) -> str:
+    return {"whole": "whole image", "fov": "inside the FOV"}[protocol]
+
+
+def aggregation_title(aggregation: str) -> str:
+    return {"mean": "mean over images", "pooled": "pooled pixels"}[aggregation]
+
+
+def _caption(section: Section, protocol: str, aggregation: str, with_paper: bool) -> str:
+    results = [r[protocol] for g in section.groups for r in g.results.values() if protocol in r]
+    images = max((len(r["images"]) for r in results), default=0)
+    thresholds = {r.get("threshold") for r in results}
+    threshold = f"threshold {thresholds.pop():g}" if len(thresholds) == 1 and None not in thresholds else None
+    folds = max((len(g.runs) for g in section.groups), default=1)
+    parts = [
+        f"Scored {PROTOCOL_LABELS[protocol]}, {threshold or 'thresholds chosen per fold'}, "
+        f"{AGGREGATION_LABELS[aggregation]}; {images} test images"
+        + (f", {folds} cross-validation folds merged." if folds > 1 else ".")
+    ]
+    if with_paper:
+        parts.append(
+            f"Paper: the paper's {TABLES[section.dataset]} (whole image, mean over images); "
+            f"{DELTA} = ours - paper. Blank: not reported."
+        )
+    elif section.dataset in TABLES:
+        parts.append("The paper reports whole-image means only: see that table for its figures.")
+    if section.dataset == "idrid":
+        parts.append(f"IDRiD challenge's best entry: Jaccard {IDRID_CHALLENGE_BEST_JACCARD:.4f}.")
+    if any(SECOND_OBSERVER in g.results for g in section.groups):
+        parts.append("Human: the second observer scored against the first.")
+    return " ".join(parts)
+
+
+def runs_table(sections: list[Section]) -> Table:
+    """Which run directories the report reads, with their wall times."""
+    table = Table(
+        key="runs",
+        title="Runs",
+        caption="The run directories this report reads; wall-clock seconds per training phase (run.json).",
+        header=["Run", "Dataset", "Network", "Fold", "Parameters", "Patch (s)", "Fine-tune (s)", "Scratch (s)"],
+    )
+    for section in sections:
+        for run in section.runs:
+            seconds = run.info.get("wall_seconds") or {}
+            parameters = run.info.get("parameters")
+            table.add(
+                [
+                    run.name,
+                    section.title,
+                    network_label(run.network),
+                    "" if run.fold is None else str(run.fold),
+                    f"{parameters:,}" if isinstance(parameters, int) else "",
+                    *(_seconds(seconds.get(phase)) for phase in ("patch", "finetune", "scratch")),
+                ]
+            )
+    return table
+
+
+def _seconds(value) -> str:
+    return MISSING if value is None else f"{float(value):.1f}"
+
+
+def section_tables(section: Section) -> list[Table]:
+    return [results_table(section, p, a) for a in ("mean", "pooled") for p in ("whole", "fov")]
+
+
+def to_markdown(table: Table) -> str:
+    def line(cells):
+        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+    align = ["---"] * (len(table.header) - len(METRICS)) + ["---:"] * len(METRICS)
+    if len(table.header) != len(METRICS) + 3:
+        align = ["---"] * len(table.header)
+    lines = [f"### {table.title}", "", line(table.header), "| " + " | ".join(align) + " |"]
+    lines += [line(row) for row in table.rows]
+    return "\n".join([*lines, "", table.caption, ""])
+
+
+_LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}"}
+_LATEX_SPECIAL |= {"~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
+_LATEX_SPECIAL |= {MISSING: "--", DELTA: r"$\Delta$"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(char, char) for char in text)
+
+
+def to_latex(table: Table) -> str:
+    """A ``table`` float with a booktabs ``tabular`` (needs ``\\usepackage{booktabs}``)."""
+    numeric = len(METRICS) if len(table.header) == len(METRICS) + 3 else 0
+    spec = "l" * (len(table.header) - numeric) + "r" * numeric
+    lines = [
+        r"\begin{table}[htbp]",
+        r"\centering",
+        rf"\caption{{{latex_escape(table.title)}. {latex_escape(table.caption)}}}",
+        rf"\label{{tab:{table.key}}}",
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        " & ".join(latex_escape(cell) for cell in table.header) + r" \\",
+        r"\midrule",
+    ]
+    for index, row in enumerate(table.rows):
+        if table.blocks and index and row[0]:
+            lines.append(r"\midrule")  # a rule before each network's block
+        lines.append(" & ".join(latex_escape(cell) for cell in row) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    return "\n".join(lines)
+
+
+def to_html(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in table.header)
+    body = []
+    for row, kind in zip(table.rows, table.kinds, strict=True):
+        cells = "".join(f"<td>{html.escape(cell)}</td>" for cell in row)
+        body.append(f'<tr class="{kind}">{cells}</tr>')
+    return (
+        f'<table id="table-{html.escape(table.key)}"><caption><strong>{html.escape(table.title)}.</strong> '
+        f"{html.escape(table.caption)}</caption><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    )

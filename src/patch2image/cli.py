@@ -23,6 +23,8 @@ def _open_dataset(args):
 
     if args.images:
         return folder_dataset(args.images, args.labels, args.masks)
+    if args.labels or args.masks:
+        raise UserError("--labels and --masks go with --images DIR")
     if not args.path:
         raise UserError("give a dataset PATH or --images DIR --labels DIR")
     return open_dataset(args.path, args.kind)
@@ -60,6 +62,55 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from patch2image.evaluation import PROTOCOLS, evaluate_cases, read_evaluation, write_evaluation
+    from patch2image.experiment import ROWS, TABLE_METRICS
+
+    if args.run_dir:
+        from pathlib import Path
+
+        rows = {
+            row: read_evaluation(p)
+            for row in [*ROWS, "second_observer"]
+            if (p := Path(args.run_dir) / "metrics" / f"{row}.json").exists()
+        }
+        if not rows:
+            raise UserError(f"{args.run_dir}: no metrics/<row>.json; is it a run directory of patch2image train?")
+        if args.json:
+            from patch2image.files import write_text
+
+            write_text(args.json, json.dumps(rows, indent=1, default=lambda v: None))
+    else:
+        from patch2image.data import load_sample
+        from patch2image.inference import Segmenter
+        from patch2image.weights import load_model
+
+        if not args.model:
+            raise UserError("give a RUN_DIR, or --model NAME_OR_WEIGHTS with a dataset")
+        model, metadata = load_model(args.model)
+        args.path = args.path or args.dataset
+        dataset = _open_dataset(args)
+        split = "all" if dataset.kind == "folder" and not dataset.folds() and args.split == "test" else args.split
+        files = dataset.files(split, fold=args.fold)
+        if not files:
+            raise UserError(f"{dataset.root}: no {split} images")
+        if metadata.get("dataset") == dataset.kind:
+            # Same dataset as in training: the training scale exactly, not the camera-independent rule.
+            metadata = {k: v for k, v in metadata.items() if k != "fov_diameter"}
+        segmenter = Segmenter(model, metadata, mode=args.mode, stride=args.stride)
+        samples = (load_sample(f) for f in files)
+        result = evaluate_cases(((s.name, segmenter(s.image), s.label, s.fov) for s in samples), args.threshold)
+        if args.json:
+            write_evaluation(result, args.json)
+        rows = {"model": result}
+    for protocol in PROTOCOLS:
+        print(f"{protocol} ({'whole image' if protocol == 'whole' else 'inside the field of view'}), mean over images")
+        print(f"{'row':<18}" + "".join(f"{m:>9}" for m in TABLE_METRICS))
+        for row, result in rows.items():
+            print(f"{row:<18}" + "".join(f"{result[protocol]['mean'][m]:>9.4f}" for m in TABLE_METRICS))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="patch2image", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -74,6 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     train.add_argument("--quiet", action="store_true", help="one log line per epoch instead of progress bars")
     train.set_defaults(run=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="score a run directory, or a model on a dataset")
+    evaluate.add_argument("run_dir", nargs="?", help="a run directory of `patch2image train`")
+    evaluate.add_argument("--model", help="a shipped model's name or a .safetensors file")
+    evaluate.add_argument("--dataset", help="dataset root (DRIVE, STARE, CHASE_DB1, IDRiD or a folder)")
+    evaluate.add_argument("--kind", choices=["drive", "stare", "chase_db1", "idrid", "folder"])
+    evaluate.add_argument("--images", help="folder of images (your own data; all are test images)")
+    evaluate.add_argument("--labels", help="folder of labels, paired with the images by name")
+    evaluate.add_argument("--masks", help="folder of field-of-view masks (optional)")
+    evaluate.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
+    evaluate.add_argument("--fold", type=int, help="STARE and CHASE_DB1: the fold whose split to score")
+    evaluate.add_argument("--mode", default="image", choices=["image", "patch"])
+    evaluate.add_argument("--stride", type=int, default=2, help="patch mode: distance between patches")
+    evaluate.add_argument("--threshold", type=float, default=0.5)
+    evaluate.add_argument("--json", help="write the metrics here (and the per-image CSV beside it)")
+    evaluate.set_defaults(run=cmd_evaluate, path=None)
 
     from patch2image.report import add_report_arguments, cmd_report
 

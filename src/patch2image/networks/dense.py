@@ -7,6 +7,8 @@ concatenations accumulate, as in the reference code; this is what gives the exac
 import torch
 from torch import nn
 
+from patch2image.networks.initialisation import keras_initialise
+
 _EPS = 1.1e-5
 
 
@@ -46,6 +48,7 @@ class Dense(nn.Module):
             channels = width
         layers += [*_bn_relu(channels), nn.Conv2d(channels, 1, 3, padding=1)]
         self.body = nn.Sequential(*layers)
+        keras_initialise(self, "he_normal")  # the reference DenseNet code's choice
 
     def forward(self, x):
         return self.body(x)

@@ -2,6 +2,8 @@
 
 from torch import nn
 
+from patch2image.networks.initialisation import keras_initialise
+
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.ReLU(inplace=True))
@@ -30,6 +32,7 @@ class Light(nn.Module):
             _conv(32, 8),
             nn.Conv2d(8, 1, 3, padding=1),
         )
+        keras_initialise(self)
 
     def forward(self, x):
         return self.body(x)

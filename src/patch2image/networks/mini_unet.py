@@ -3,6 +3,8 @@
 import torch
 from torch import nn
 
+from patch2image.networks.initialisation import keras_initialise
+
 
 def _convs(cin: int, *couts: int) -> nn.Sequential:
     layers = []
@@ -31,6 +33,7 @@ class MiniUnet(nn.Module):
         self.decode2 = nn.Sequential(_convs(128, 32, 32, 32), _up(32))
         self.decode1 = _convs(64, 16, 16, 16)
         self.head = nn.Conv2d(16, 1, 3, padding=1)
+        keras_initialise(self)
 
     def forward(self, x):
         s1 = self.level1(x)

@@ -42,6 +42,25 @@ def cmd_nets(args) -> int:
     return 0
 
 
+def cmd_models(args) -> int:
+    from patch2image.weights import shipped_models
+
+    models = shipped_models()
+    if args.json:
+        print(json.dumps([{"name": name, **metadata} for name, metadata in models]))
+        return 0
+    if not models:
+        print("no shipped models in this installation")
+    for name, metadata in models:
+        metrics = metadata.get("metrics", {}).get("whole", {})
+        scores = " ".join(f"{k} {metrics[k]:.4f}" for k in ("auc", "dice") if k in metrics)
+        print(
+            f"{name:<18} {metadata.get('network', '?'):<10} {metadata.get('dataset', '?'):<8} "
+            f"{metadata.get('protocol', '?'):<8} {scores}"
+        )
+    return 0
+
+
 def cmd_data_check(args) -> int:
     from patch2image.data import check_dataset
 
@@ -56,7 +75,9 @@ def cmd_train(args) -> int:
     from patch2image.config import load_config
     from patch2image.experiment import format_results, run_experiment
 
-    summary = run_experiment(load_config(args.config), args.out, resume=args.resume, quiet=args.quiet)
+    summary = run_experiment(load_config(args.config), args.out, args.resume, args.quiet, args.device)
+    if not summary:  # a torchrun process other than rank 0
+        return 0
     print(f"results in {args.out} (whole image, threshold 0.5, mean over test images)")
     print(format_results(summary))
     return 0
@@ -119,11 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
     nets.add_argument("--json", action="store_true")
     nets.set_defaults(run=cmd_nets)
 
+    models = commands.add_parser("models", help="list the trained models shipped with the package")
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(run=cmd_models)
+
     train = commands.add_parser("train", help="run an experiment: patch training, transfer, fine-tuning, scratch")
     train.add_argument("config", help="experiment configuration (YAML), e.g. configs/smoke.yaml")
     train.add_argument("--out", required=True, help="run directory for weights, history, metrics")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     train.add_argument("--quiet", action="store_true", help="one log line per epoch instead of progress bars")
+    train.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda or cuda:N")
     train.set_defaults(run=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="score a run directory, or a model on a dataset")

@@ -33,7 +33,8 @@ from patch2image.inference import predict_image, predict_patches
 from patch2image.networks import count_parameters, create_network
 from patch2image.patch_database import patch_database
 from patch2image.preprocessing import multiple_of_4, resize, resize_label
-from patch2image.training.fit import TrainingData, fit
+from patch2image.training import distributed
+from patch2image.training.fit import TrainingData, fit, resolve_device
 from patch2image.weights import save_weights
 
 ROWS = {"patch": "Patch", "frozen": "Image/Frozen", "finetuned": "Image/Fine-tuned", "scratch": "Image/Scratch"}
@@ -56,10 +57,21 @@ class PreparedImages:
         )
 
 
-def run_experiment(config: Config, out_dir: str | Path, resume: bool = False, quiet: bool = False) -> dict:
-    """Run every phase the configuration names; return the whole-image mean metrics per row."""
+def run_experiment(
+    config: Config, out_dir: str | Path, resume: bool = False, quiet: bool = False, device: str = "auto"
+) -> dict:
+    """Run every phase the configuration names; return the whole-image mean metrics per row.
+
+    Under torchrun every process prepares the data and trains its share; rank 0 alone writes files.
+    """
     out = Path(out_dir)
-    _claim_run_dir(config, out, resume)
+    device = resolve_device(device)
+    distributed.init_from_environment(device)
+    main = distributed.is_main()
+    _claim_run_dir(config, out, resume, write=main)
+    if main:
+        open_experiment_dataset(config, out)  # writes the synthetic data once, before the others read it
+    distributed.barrier()
     dataset = open_experiment_dataset(config, out)
     size = tuple(config.dataset.size or dataset.paper_size or _first_size(dataset, config))
     size = multiple_of_4(size)
@@ -100,7 +112,10 @@ def run_experiment(config: Config, out_dir: str | Path, resume: bool = False, qu
         rows = fit(
             model, train_data, val_data, phase, phases[phase], out / "checkpoints" / f"{phase}.safetensors",
             seed=config.seed, augmentation=config.augmentation, precision=config.precision, quiet=quiet,
+            device=device,
         )  # fmt: skip
+        if not main:
+            return
         _write_history(out / "history.csv", phase, rows)
         run_info["wall_seconds"][phase] = round(
             run_info["wall_seconds"].get(phase, 0) + time.perf_counter() - started, 1
@@ -135,13 +150,13 @@ def run_experiment(config: Config, out_dir: str | Path, resume: bool = False, qu
 
         model = _load_or_train(out / "scratch.safetensors", config, metadata, from_scratch)
         _score(out, "scratch", test, config, lambda g: predict_image(model, g))
-    if (
-        test.original
-        and test.original[0].second_label is not None
-        and not (out / "metrics/second_observer.json").exists()
-    ):
+    distributed.barrier()
+    if not main:
+        return {}
+    human = out / "metrics" / "second_observer.json"
+    if test.original and test.original[0].second_label is not None and not human.exists():
         cases = [(s.name, s.second_label.astype(np.float32), s.label, s.fov) for s in test.original]
-        write_evaluation(evaluate_cases(cases, config.evaluation.threshold), out / "metrics" / "second_observer.json")
+        write_evaluation(evaluate_cases(cases, config.evaluation.threshold), human)
     return results_summary(out)
 
 
@@ -191,7 +206,9 @@ def _load_or_train(weights: Path, config: Config, metadata: dict, train) -> torc
         model.load_state_dict(_read_weights_state(weights))
     else:
         train(model)
-        save_weights(weights, model, metadata)
+        if distributed.is_main():
+            save_weights(weights, model, metadata)
+    distributed.barrier()
     return model.eval()
 
 
@@ -203,7 +220,7 @@ def _read_weights_state(path: Path) -> dict:
 
 def _score(out: Path, row: str, test: PreparedImages, config: Config, predict) -> None:
     target = out / "metrics" / f"{row}.json"
-    if target.exists():
+    if target.exists() or not distributed.is_main():
         return
     cases = []
     for name, grey, sample in zip(test.names, test.grey, test.original, strict=True):
@@ -237,16 +254,17 @@ def _write_history(path: Path, phase: str, rows: list[dict]) -> None:
     write_text(path, buffer.getvalue())
 
 
-def _claim_run_dir(config: Config, out: Path, resume: bool) -> None:
+def _claim_run_dir(config: Config, out: Path, resume: bool, write: bool) -> None:
     stored = out / "config.yaml"
-    text = yaml.safe_dump(config.to_dict(), sort_keys=False)
-    if stored.exists():
+    exists = stored.exists()
+    distributed.barrier()  # every process looks before rank 0 writes
+    if exists:
         if not resume:
             raise UserError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
         if yaml.safe_load(stored.read_text()) != config.to_dict():
             raise UserError(f"{out}: the run was made with another configuration; it cannot be resumed with this one")
-        return
-    write_text(stored, text)
+    elif write:
+        write_text(stored, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 def _first_size(dataset: Dataset, config: Config) -> tuple[int, int]:

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from patch2image.config import AugmentationConfig, PhaseConfig
 from patch2image.errors import UserError
 from patch2image.files import atomic_write
+from patch2image.training import distributed
 from patch2image.training.augmentation import augment
 from patch2image.training.loss import bce_dice_loss
 
@@ -38,10 +39,19 @@ class TrainingData:
         return len(self.x)
 
 
-def autocast(precision: str):
+def autocast(precision: str, device: torch.device | str = "cpu"):
     if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """ "auto" is the GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {name!r}: no CUDA GPU is available on this machine")
+    return torch.device(name)
 
 
 def fit(
@@ -56,20 +66,26 @@ def fit(
     augmentation: AugmentationConfig | None = None,
     precision: str = "bf16",
     quiet: bool = False,
+    device: torch.device | str = "cpu",
 ) -> list[dict]:
     """Train ``model`` in place, resuming from ``checkpoint`` when it exists; return the epoch rows.
 
-    On return the model holds the weights of the epoch with the best validation loss.
+    On return the model holds the weights of the epoch with the best validation loss. Under
+    torchrun the model is wrapped in DistributedDataParallel and rank 0 validates and checkpoints.
     """
+    device = torch.device(device)
     augmentation = augmentation or AugmentationConfig()
     # Denormal floats appear as the weights settle and slow CPU kernels by an order of magnitude.
     torch.set_flush_denormal(True)
-    model.to(memory_format=torch.channels_last)
+    model.to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.Adadelta(model.parameters(), lr=config.lr, rho=0.95, eps=1e-7)
     state = {"epoch": 0, "best_val": math.inf, "best_epoch": 0, "bad_epochs": 0, "finished": False, "rows": []}
     best = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if checkpoint.exists():
-        state, best = _load_checkpoint(checkpoint, model, optimizer)
+        state, best = _load_checkpoint(checkpoint, model, optimizer, device)
+    trained = model
+    if distributed.world_size() > 1:
+        trained = torch.nn.parallel.DistributedDataParallel(model)
 
     epoch = state["epoch"]
     while not state["finished"] and epoch < config.epochs:
@@ -77,14 +93,24 @@ def fit(
         started = time.perf_counter()
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         loss = _train_epoch(
-            model, optimizer, train, config.batch_size, generator, augmentation, precision, phase, epoch, quiet
+            trained,
+            optimizer,
+            train,
+            config.batch_size,
+            generator,
+            augmentation,
+            precision,
+            device,
+            f"{phase} {epoch}",
+            quiet,
         )
         if not math.isfinite(loss):
             raise UserError(
                 f"phase {phase}, epoch {epoch}: the training loss is {loss}; stopped, the last good weights "
                 f"are in {checkpoint}"
             )
-        val_loss = validation_loss(model, val, config.batch_size, precision)
+        val_loss = validation_loss(model, val, config.batch_size, precision, device) if distributed.is_main() else 0.0
+        val_loss = distributed.broadcast_from_main(val_loss, device)
         lr = optimizer.param_groups[0]["lr"]
         row = {"phase": phase, "epoch": epoch, "loss": loss, "val_loss": val_loss, "lr": lr}
         row["seconds"] = round(time.perf_counter() - started, 3)
@@ -101,22 +127,29 @@ def fit(
             state["finished"] = True
         state["epoch"] = epoch
         state["finished"] = state["finished"] or epoch >= config.epochs
-        _save_checkpoint(checkpoint, model, optimizer, best, state)
-        if quiet:
-            print(f"{phase} epoch {epoch}: loss {loss:.4f} val_loss {val_loss:.4f} lr {lr:.2g} {row['seconds']:.1f}s")
+        if distributed.is_main():
+            _save_checkpoint(checkpoint, model, optimizer, best, state)
+            remaining = (config.epochs - epoch) * row["seconds"]
+            tqdm.write(
+                f"{phase} epoch {epoch}/{config.epochs}: loss {loss:.4f} val_loss {val_loss:.4f} lr {lr:.2g} "
+                f"{row['seconds']:.1f}s (at most {remaining / 60:.0f} min left)"
+            )
+        distributed.barrier()
     model.load_state_dict(best)
     return state["rows"]
 
 
-def _train_epoch(model, optimizer, data, batch_size, generator, augmentation, precision, phase, epoch, quiet) -> float:
+def _train_epoch(model, optimizer, data, batch_size, generator, augmentation, precision, device, label, quiet) -> float:
     model.train()
     order = torch.randperm(len(data), generator=generator)
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     total, count = 0.0, 0
-    bar = tqdm(batches, desc=f"{phase} epoch {epoch}", disable=quiet, leave=False, unit="batch")
+    bar = tqdm(batches, desc=label, disable=quiet or not distributed.is_main(), leave=False, unit="batch")
     for index in bar:
+        # Every process draws the whole batch and its augmentation, then keeps its own share.
         x, y = augment(data.x[index], data.y[index], generator, augmentation.flip, augmentation.translate)
-        with autocast(precision):
+        x, y = distributed.shard(x).to(device), distributed.shard(y).to(device)
+        with autocast(precision, device):
             logits = model(x)
         loss = bce_dice_loss(logits, y)
         optimizer.zero_grad(set_to_none=True)
@@ -129,34 +162,41 @@ def _train_epoch(model, optimizer, data, batch_size, generator, augmentation, pr
 
 
 @torch.inference_mode()
-def validation_loss(model, data: TrainingData, batch_size: int, precision: str) -> float:
+def validation_loss(model, data: TrainingData, batch_size: int, precision: str, device="cpu") -> float:
     model.eval()
     total = 0.0
     for start in range(0, len(data), batch_size):
-        x = data.x[start : start + batch_size].contiguous(memory_format=torch.channels_last)
-        with autocast(precision):
+        x = data.x[start : start + batch_size].to(device, memory_format=torch.channels_last)
+        with autocast(precision, device):
             logits = model(x)
-        total += bce_dice_loss(logits, data.y[start : start + batch_size]).item() * len(x)
+        y = data.y[start : start + batch_size].to(device)
+        total += _local_loss(logits, y).item() * len(x)
     return total / len(data)
 
 
+def _local_loss(logits, y):
+    # Validation runs on rank 0 alone: its loss must not wait for the other processes.
+    with distributed.alone():
+        return bce_dice_loss(logits, y)
+
+
 def _save_checkpoint(path: Path, model, optimizer, best: dict, state: dict) -> None:
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
-    tensors |= {f"best.{k}": v.contiguous() for k, v in best.items()}
+    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tensors |= {f"best.{k}": v.contiguous().cpu() for k, v in best.items()}
     for i, param in enumerate(p for group in optimizer.param_groups for p in group["params"]):
         for key, value in optimizer.state.get(param, {}).items():
             if torch.is_tensor(value):
-                tensors[f"optimizer.{i}.{key}"] = value.detach().contiguous()
+                tensors[f"optimizer.{i}.{key}"] = value.detach().contiguous().cpu()
     state = state | {"lr": optimizer.param_groups[0]["lr"]}
     with atomic_write(path) as tmp:
         save_file(tensors, str(tmp), metadata={"state": json.dumps(state)})
 
 
-def _load_checkpoint(path: Path, model, optimizer) -> tuple[dict, dict]:
+def _load_checkpoint(path: Path, model, optimizer, device) -> tuple[dict, dict]:
     from safetensors import safe_open
 
     try:
-        tensors = load_file(str(path))
+        tensors = load_file(str(path), device=str(device))
         with safe_open(str(path), framework="pt") as handle:
             state = json.loads(handle.metadata()["state"])
     except Exception as exc:  # any damage to the file means the same thing to the user

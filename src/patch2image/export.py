@@ -1,0 +1,194 @@
+"""ONNX export of a trained network, and an onnxruntime runner that segments like the torch model.
+
+The exported graph maps a batch of pre-processed grey images (N, 1, H, W), H and W multiples of 4 and
+otherwise free, to probabilities of the same shape (the sigmoid is inside the graph). The weights'
+metadata travels in the ONNX model's ``metadata_props`` under the key ``patch2image``, so the
+``.onnx`` file alone is enough to segment photographs at the right scale.
+
+Uses the dynamo-based exporter of ``torch.onnx``: with torch 2.13 the TorchScript exporter
+(``dynamo=False``) mis-exports Dense's nearest up-sampling under dynamic sizes.
+"""
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from patch2image.errors import UserError
+from patch2image.files import atomic_write
+
+METADATA_KEY = "patch2image"
+OPSET = 18
+INPUT_NAME, OUTPUT_NAME = "image", "probability"
+
+
+class _WithSigmoid(nn.Module):
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, x):
+        return torch.sigmoid(self.network(x))
+
+
+def onnx_bytes(model: nn.Module, metadata: dict, opset: int = OPSET) -> bytes:
+    """The serialised ONNX model of ``model`` (logits network) with a sigmoid and ``metadata`` embedded."""
+    wrapped = _WithSigmoid(model).eval()
+    quarter_h = torch.export.Dim("height_div_4", min=1)
+    quarter_w = torch.export.Dim("width_div_4", min=1)
+    # Multiples of 4 only: any other size would change the networks' output size.
+    shapes = {"x": {0: torch.export.Dim("batch"), 2: 4 * quarter_h, 3: 4 * quarter_w}}
+    example = (torch.rand(2, 1, 64, 64),)
+    was_training = model.training
+    model.eval()
+    try:
+        with _quiet_exporter():
+            program = torch.onnx.export(
+                wrapped,
+                example,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                opset_version=opset,
+                dynamo=True,
+                dynamic_shapes=shapes,
+                verbose=False,
+            )
+    finally:
+        model.train(was_training)
+    proto = program.model_proto
+    for value in (*proto.graph.input, *proto.graph.output):
+        # The exporter names the sides "4*height_div_4"; tools that show the graph read better names.
+        for dim, name in zip(value.type.tensor_type.shape.dim, ("batch", None, "height", "width"), strict=True):
+            if name and dim.HasField("dim_param"):
+                dim.dim_param = name
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+    return proto.SerializeToString()
+
+
+def export_onnx(model: nn.Module, path: str | Path, metadata: dict, opset: int = OPSET) -> None:
+    """Write ``model`` as ONNX (probabilities out, dynamic batch, height and width) to ``path`` atomically.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A network returning logits, such as those of ``patch2image.networks``.
+    path : str or Path
+    metadata : dict
+        The weights' metadata (JSON-serialisable), embedded in the model's ``metadata_props``.
+    opset : int
+        ONNX opset, 17 or later.
+    """
+    if opset < 17:
+        raise UserError(f"--opset {opset}: patch2image exports opset 17 or later")
+    data = onnx_bytes(model, metadata, opset)
+    with atomic_write(path) as tmp:
+        Path(tmp).write_bytes(data)
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    # The exporter logs its steps and torchvision's absence; users only need errors.
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+class OnnxModel:
+    """An exported model run by onnxruntime, usable wherever ``predict_image`` takes a model.
+
+    Parameters
+    ----------
+    source : str, Path or bytes
+        An ``.onnx`` file written by :func:`export_onnx`, or its bytes.
+    threads : int, optional
+        onnxruntime's intra-op threads; its default (all cores) when None.
+
+    Attributes
+    ----------
+    metadata : dict
+        The weights' metadata embedded at export ({} if none).
+    """
+
+    def __init__(self, source: str | Path | bytes, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        name = "ONNX model" if isinstance(source, bytes) else str(source)
+        if not isinstance(source, bytes):
+            path = Path(source)
+            if not path.is_file():
+                raise UserError(f"{path}: no such ONNX file")
+            source = path.read_bytes()
+        try:
+            self.session = ort.InferenceSession(source, options, providers=_providers(ort))
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            raise UserError(f"{name}: not an ONNX model onnxruntime can run ({_first_line(exc)})") from None
+        custom = self.session.get_modelmeta().custom_metadata_map
+        try:
+            self.metadata = json.loads(custom.get(METADATA_KEY, "{}"))
+        except json.JSONDecodeError:
+            raise UserError(f"{name}: metadata {METADATA_KEY!r} is not valid JSON") from None
+        self.input_name = self.session.get_inputs()[0].name
+
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1, H, W) float32 pre-processed grey, H and W multiples of 4 -> probabilities, same shape."""
+        array = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
+
+
+def _providers(ort) -> list[str]:
+    available = ort.get_available_providers()
+    preferred = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    return preferred or available
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:200]
+
+
+# --------------------------------------------------------------------------- command
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``patch2image export``; sets ``run`` to :func:`cmd_export`."""
+    parser.add_argument("model", metavar="NAME_OR_WEIGHTS", help="a shipped model's name or a .safetensors file")
+    parser.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
+    parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset, 17 or later (default {OPSET})")
+    parser.set_defaults(run=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export the weights as ONNX, then check onnxruntime against PyTorch on a test image."""
+    from patch2image.weights import load_model
+
+    model, metadata = load_model(args.model)
+    export_onnx(model, args.onnx, metadata, args.opset)
+    x = torch.rand(1, 1, 96, 128, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = torch.sigmoid(model(x))
+    difference = float((OnnxModel(args.onnx).probabilities(x) - expected).abs().max())
+    print(
+        f"wrote {args.onnx} (opset {args.opset}; onnxruntime vs PyTorch on a 96x128 image: max |diff| {difference:.1e})"
+    )
+    if difference > 1e-4:
+        print(f"error: {args.onnx}: onnxruntime and PyTorch differ by {difference:.1e} (> 1e-4)", file=sys.stderr)
+        return 1
+    return 0

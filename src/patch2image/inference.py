@@ -1,0 +1,421 @@
+"""Segmentation of pre-processed grey images, whole or patch by patch, and of photographs at any scale.
+
+Three levels:
+
+- :func:`predict_image`: the image-level segmentation, one forward pass, or overlapping tiles with
+  blending when the image exceeds a pixel budget, so that memory is bounded by the tile, not the image.
+- :func:`predict_patches`: the paper's patch-level segmentation ("Patch" row): 32x32 patches at a
+  stride, overlapping predictions averaged, vectorised with ``unfold``/``fold`` one band of patch rows
+  at a time.
+- :class:`Segmenter`: a photograph at its original size -> probabilities at its original size, through
+  the scale and pre-processing the weights' metadata records (see :func:`working_size`).
+
+``model`` is either a ``torch.nn.Module`` returning logits (the registered networks) or any object with
+a ``probabilities(x: Tensor (N,1,H,W) float32) -> Tensor`` method (``patch2image.export.OnnxModel``).
+
+Memory bound of :func:`predict_image` in tiles: the full-size arrays are the grey input, its padded
+copy, the blended sum and the weight sum (4 x 4 bytes per pixel, plus the caller's RGB and output),
+and the network works on one tile of at most ``max_pixels`` pixels at a time (two with ``tta``):
+its activations are ``max_pixels x 4 bytes x`` the largest number of channels alive at once
+(about 50 for Light, 100 for Mini-Unet, 150 for Dense), whatever the image size.
+"""
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from patch2image.preprocessing import Preprocessing, multiple_of_4, resize
+
+DEFAULT_MAX_PIXELS = 1_500_000
+"""Images with more pixels (after padding to a multiple of 4) are segmented in tiles."""
+
+DEFAULT_OVERLAP = 192
+"""Tile overlap in pixels. Each tile ignores its outer ``overlap // 4`` pixels at inner edges, so the
+result equals one pass exactly for networks whose receptive-field radius is within that margin (48 px:
+Light has 21, Mini-Unet 40); Dense (about 90) is blended smoothly across the overlap instead."""
+
+DEFAULT_BATCH_SIZE = 256
+"""Patches per forward pass in patch mode (Light: about 0.15 GB of activations)."""
+
+
+# --------------------------------------------------------------------------- forward passes
+
+
+class _TorchProbabilities:
+    """A logits network as a probability function: eval mode, no autograd, channels_last, optional bf16."""
+
+    def __init__(self, model: nn.Module, precision: str = "fp32"):
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        self.model = model
+        self.precision = precision
+        parameter = next(model.parameters(), None)
+        self.device = parameter.device if parameter is not None else torch.device("cpu")
+
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device).contiguous(memory_format=torch.channels_last)
+        autocast = (
+            torch.autocast(self.device.type, dtype=torch.bfloat16)
+            if self.precision == "bf16"
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            logits = self.model(x)
+        return torch.sigmoid(logits.float()).cpu()
+
+
+@contextlib.contextmanager
+def _predictor(model, precision: str = "fp32"):
+    """Yield an object with ``probabilities(x)``; a torch model runs in eval mode, restored afterwards."""
+    if not isinstance(model, nn.Module):
+        with torch.inference_mode():
+            yield model
+        return
+    was_training = model.training
+    model.eval()
+    model.to(memory_format=torch.channels_last)
+    try:
+        with torch.inference_mode():
+            yield _TorchProbabilities(model, precision)
+    finally:
+        model.train(was_training)
+
+
+def _as_grey(grey: np.ndarray) -> np.ndarray:
+    grey = np.asarray(grey, dtype=np.float32)
+    if grey.ndim != 2:
+        raise ValueError(f"expected a grey image of shape (H, W), got shape {grey.shape}")
+    if grey.size == 0:
+        raise ValueError("empty image")
+    return grey
+
+
+def _pad_to_multiple_of_4(grey: np.ndarray) -> np.ndarray:
+    # Reflect (not zeros) so the padded border looks like image to the network.
+    height, width = grey.shape
+    pad = ((0, -height % 4), (0, -width % 4))
+    return np.pad(grey, pad, mode="reflect" if min(height, width) > 1 else "edge")
+
+
+def _forward(predictor, grey: np.ndarray, tta: bool) -> np.ndarray:
+    """Probabilities of one (H, W) array whose sides are multiples of 4; with TTA, mean with the flip."""
+    x = torch.from_numpy(np.ascontiguousarray(grey))[None, None]
+    if tta:
+        x = torch.cat([x, x.flip(-1)])
+    prob = predictor.probabilities(x)
+    if tta:
+        prob = (prob[0] + prob[1].flip(-1)) / 2
+    return prob.reshape(grey.shape).numpy()
+
+
+# --------------------------------------------------------------------------- image mode
+
+
+def predict_image(
+    model,
+    grey: np.ndarray,
+    *,
+    tile: int | None = None,
+    overlap: int = DEFAULT_OVERLAP,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    precision: str = "fp32",
+    tta: bool = False,
+) -> np.ndarray:
+    """Image-level segmentation of a pre-processed grey image.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or object with ``probabilities``
+        A network returning logits (run in eval mode, restored afterwards), or a probability runner
+        such as ``patch2image.export.OnnxModel``.
+    grey : ndarray of shape (H, W)
+        The pre-processed image, float in [0, 1], at the network's training scale.
+    tile : int, optional
+        Largest tile side in pixels (rounded down to a multiple of 4). By default the image is
+        segmented in one pass when it has at most ``max_pixels`` pixels, and in tiles of at most
+        ``max_pixels`` pixels otherwise.
+    overlap : int
+        Overlap of neighbouring tiles in pixels; see ``DEFAULT_OVERLAP``.
+    max_pixels : int
+        Pixel budget of one forward pass, which bounds the network's memory.
+    precision : {"fp32", "bf16"}
+        bf16 runs the torch network under autocast; ignored by other runners.
+    tta : bool
+        Average with the prediction of the horizontally flipped image.
+
+    Returns
+    -------
+    prob : ndarray of shape (H, W), float32
+        Probabilities in [0, 1].
+    """
+    grey = _as_grey(grey)
+    height, width = grey.shape
+    padded = _pad_to_multiple_of_4(grey)
+    tile_size = _tile_size(padded.shape, tile, max_pixels)
+    with _predictor(model, precision) as predictor:
+        if tile_size == padded.shape:
+            prob = _forward(predictor, padded, tta)
+        else:
+            prob = _predict_tiles(predictor, padded, tile_size, overlap, tta)
+    return prob[:height, :width]
+
+
+def _tile_size(shape: tuple[int, int], tile: int | None, max_pixels: int) -> tuple[int, int]:
+    """(height, width) of the tiles, multiples of 4; ``shape`` itself means one pass."""
+    height, width = shape
+    if tile is not None:
+        side = max(4, tile // 4 * 4)
+        return min(height, side), min(width, side)
+    if height * width <= max_pixels:
+        return height, width
+    side = max(4, math.isqrt(int(max_pixels)) // 4 * 4)
+    # Long thin images get long thin tiles: fewer seams for the same budget.
+    tile_h = min(height, side)
+    tile_w = min(width, max(4, max_pixels // tile_h // 4 * 4))
+    tile_h = min(height, max(4, max_pixels // tile_w // 4 * 4))
+    return tile_h, tile_w
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Starts of tiles of side ``tile`` covering ``length`` pixels, overlapping by at least ``overlap``.
+
+    All multiples of 4 (so the networks' down-sampling grid is the same in every tile as in the whole
+    image), spread evenly, the first at 0 and the last at ``length - tile``.
+    """
+    if length <= tile:
+        return [0]
+    step = max(4, (tile - overlap) // 4 * 4)
+    count = math.ceil((length - tile) / step) + 1
+    spread = (length - tile) / (count - 1)
+    return [int(i * spread) // 4 * 4 for i in range(count - 1)] + [length - tile]
+
+
+def _ramp(length: int, lead: bool, trail: bool, overlap: int) -> np.ndarray:
+    """1-D blending weight: 0 on the outer quarter of the overlap at inner edges, then linear up to 1.
+
+    Two neighbours' ramps sum to 1 across a nominal overlap, and every pixel keeps a positive weight in
+    some tile as long as tiles overlap by more than half of ``overlap``.
+    """
+    margin = overlap // 4
+    width = max(1, overlap - 2 * margin)
+    distance = np.arange(length, dtype=np.float32) + 0.5
+    weight = np.ones(length, np.float32)
+    if lead:
+        weight = np.minimum(weight, np.clip((distance - margin) / width, 0, 1))
+    if trail:
+        weight = np.minimum(weight, np.clip((distance[::-1] - margin) / width, 0, 1))
+    return weight
+
+
+def _predict_tiles(predictor, padded: np.ndarray, tile_size: tuple[int, int], overlap: int, tta: bool) -> np.ndarray:
+    height, width = padded.shape
+    tile_h, tile_w = tile_size
+    # A tile must reach past its own zero-weight margins.
+    overlap = max(0, min(overlap, min(tile_h, tile_w) // 2 // 4 * 4))
+    total = np.zeros(padded.shape, np.float32)
+    weights = np.zeros(padded.shape, np.float32)
+    for y in tile_starts(height, tile_h, overlap):
+        wy = _ramp(tile_h, y > 0, y + tile_h < height, overlap)
+        for x in tile_starts(width, tile_w, overlap):
+            wx = _ramp(tile_w, x > 0, x + tile_w < width, overlap)
+            weight = wy[:, None] * wx[None, :]
+            prob = _forward(predictor, padded[y : y + tile_h, x : x + tile_w], tta)
+            total[y : y + tile_h, x : x + tile_w] += weight * prob
+            weights[y : y + tile_h, x : x + tile_w] += weight
+    np.divide(total, weights, out=total, where=weights > 0)
+    return total
+
+
+# --------------------------------------------------------------------------- patch mode
+
+
+def predict_patches(
+    model,
+    grey: np.ndarray,
+    patch_size: int = 32,
+    stride: int = 2,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    *,
+    precision: str = "fp32",
+) -> np.ndarray:
+    """The paper's patch-level segmentation: every patch predicted alone, overlapping predictions averaged.
+
+    The image is reflect-padded by ``patch_size - stride`` before and enough after that every pixel is
+    covered by the same number of patches ((patch_size / stride)^2 when the stride divides the size).
+    Patches are cut with ``unfold`` and their predictions summed back with ``fold``, one band of patch
+    rows at a time, so memory is bounded by ``batch_size`` patches (plus one band of about
+    ``batch_size`` patches when a single row holds more).
+
+    Parameters
+    ----------
+    model : torch.nn.Module or object with ``probabilities``
+    grey : ndarray of shape (H, W)
+        The pre-processed image at the network's training scale.
+    patch_size : int
+        Side of the square patches, a multiple of 4 (32 in the paper).
+    stride : int
+        Distance between neighbouring patches, at most ``patch_size`` (2 in the paper's tables).
+    batch_size : int
+        Patches per forward pass.
+    precision : {"fp32", "bf16"}
+
+    Returns
+    -------
+    prob : ndarray of shape (H, W), float32
+    """
+    grey = _as_grey(grey)
+    if patch_size % 4 or patch_size <= 0:
+        raise ValueError(f"patch_size must be a positive multiple of 4, got {patch_size}")
+    if not 1 <= stride <= patch_size:
+        raise ValueError(f"stride must be between 1 and patch_size ({patch_size}), got {stride}")
+    height, width = grey.shape
+    before = patch_size - stride
+    rows = (before + height - 1) // stride + 1
+    cols = (before + width - 1) // stride + 1
+    after_y = (rows - 1) * stride + patch_size - before - height
+    after_x = (cols - 1) * stride + patch_size - before - width
+    padded = np.pad(grey, ((before, after_y), (before, after_x)), mode="reflect" if min(grey.shape) > 1 else "edge")
+    image = torch.from_numpy(padded)[None, None]
+    total = torch.zeros(padded.shape, dtype=torch.float32)
+    band_rows = max(1, batch_size // cols)
+    with _predictor(model, precision) as predictor:
+        for row in range(0, rows, band_rows):
+            count = min(band_rows, rows - row)
+            top, band_height = row * stride, (count - 1) * stride + patch_size
+            band = image[:, :, top : top + band_height]
+            columns = F.unfold(band, patch_size, stride=stride)  # (1, P*P, count * cols)
+            patches = columns[0].T.reshape(-1, 1, patch_size, patch_size)
+            prob = torch.cat(
+                [predictor.probabilities(patches[i : i + batch_size]) for i in range(0, len(patches), batch_size)]
+            )
+            columns = prob.reshape(len(patches), -1).T[None]
+            summed = F.fold(columns, (band_height, padded.shape[1]), patch_size, stride=stride)
+            total[top : top + band_height] += summed[0, 0]
+    counts = np.outer(
+        _coverage(padded.shape[0], rows, patch_size, stride), _coverage(padded.shape[1], cols, patch_size, stride)
+    )
+    prob = total.numpy() / counts
+    return prob[before : before + height, before : before + width]
+
+
+def _coverage(length: int, count: int, patch_size: int, stride: int) -> np.ndarray:
+    """How many patches, starting every ``stride`` pixels, cover each of ``length`` pixels."""
+    delta = np.zeros(length + 1, np.float32)
+    starts = np.arange(count) * stride
+    np.add.at(delta, starts, 1)
+    np.add.at(delta, starts + patch_size, -1)
+    return np.maximum(np.cumsum(delta)[:length], 1)
+
+
+# --------------------------------------------------------------------------- photographs
+
+
+def working_size(rgb: np.ndarray, metadata: dict) -> tuple[tuple[int, int], str]:
+    """The size at which a photograph is segmented: the model's training scale, by a documented rule.
+
+    1. The metadata has ``fov_diameter`` (median width in pixels of the training images' field of view
+       at the training size): the photograph is resized by ``fov_diameter / its own FOV width``, so
+       that the eye has the size the network learnt, whatever the camera or resolution.
+    2. Else the metadata has ``input_size`` and the photograph has the same aspect ratio (within 2%):
+       the photograph is resized to ``input_size``.
+    3. Else the photograph keeps its size.
+
+    The result is rounded to multiples of 4. Rule 1 is skipped when no field of view is found (no dark
+    surround: a cropped photograph) or it is narrower than 16 pixels.
+
+    Returns
+    -------
+    size : (height, width)
+    rule : str
+        One line saying which rule applied, for logs.
+    """
+    height, width = rgb.shape[:2]
+    model_diameter = metadata.get("fov_diameter")
+    if model_diameter:
+        from patch2image.data import field_of_view_mask, fov_diameter
+
+        mask = field_of_view_mask(rgb)
+        diameter = float(fov_diameter(mask))
+        # An all-True mask means no dark surround was found: the width says nothing about the eye.
+        if not mask.all() and math.isfinite(diameter) and diameter >= 16:
+            factor = float(model_diameter) / diameter
+            size = multiple_of_4((height * factor, width * factor))
+            return size, f"field of view {diameter:.0f} px -> {float(model_diameter):.0f} px (x{factor:.3g})"
+    input_size = metadata.get("input_size")
+    if input_size:
+        in_h, in_w = input_size
+        if abs((height / width) / (in_h / in_w) - 1) <= 0.02:
+            return multiple_of_4((in_h, in_w)), f"training size {in_h}x{in_w}"
+    return multiple_of_4((height, width)), "original size"
+
+
+@dataclass
+class Segmenter:
+    """A photograph at original size -> vessel (or optic disc) probabilities at original size.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or object with ``probabilities``
+    metadata : dict
+        The weights' metadata: ``fov_diameter``, ``input_size``, ``preprocessing``, ``patch_size``.
+    mode : {"image", "patch"}
+        Image-level segmentation (one pass or tiles) or the paper's patch-level segmentation.
+    stride : int
+        Patch mode: distance between patches.
+    tta : bool
+        Average with the prediction of the horizontally flipped image.
+    tile, overlap, max_pixels, precision :
+        As in :func:`predict_image`.
+    batch_size : int
+        Patch mode: patches per forward pass.
+
+    Examples
+    --------
+    >>> model, metadata = load_model("weights.safetensors")  # doctest: +SKIP
+    >>> prob = Segmenter(model, metadata)(read_image("01_test.tif"))  # doctest: +SKIP
+    """
+
+    model: object
+    metadata: dict = field(default_factory=dict)
+    mode: str = "image"
+    stride: int = 2
+    tta: bool = False
+    tile: int | None = None
+    overlap: int = DEFAULT_OVERLAP
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    precision: str = "fp32"
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+    def __post_init__(self):
+        if self.mode not in ("image", "patch"):
+            raise ValueError(f"mode must be 'image' or 'patch', got {self.mode!r}")
+        self.preprocessing = Preprocessing(**(self.metadata.get("preprocessing") or {}))
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 RGB -> (H, W) float32 probabilities."""
+        original = rgb.shape[:2]
+        size, _ = working_size(rgb, self.metadata)
+        grey = self.preprocessing(resize(rgb, size))
+        prob = self._predict(grey)
+        if self.tta and self.mode == "patch":
+            prob = (prob + self._predict(grey[:, ::-1].copy())[:, ::-1]) / 2
+        return np.clip(resize(prob, original), 0, 1)
+
+    def _predict(self, grey: np.ndarray) -> np.ndarray:
+        if self.mode == "patch":
+            patch_size = int(self.metadata.get("patch_size") or 32)
+            return predict_patches(self.model, grey, patch_size, self.stride, self.batch_size, precision=self.precision)
+        return predict_image(
+            self.model,
+            grey,
+            tile=self.tile,
+            overlap=self.overlap,
+            max_pixels=self.max_pixels,
+            precision=self.precision,
+            tta=self.tta,
+        )

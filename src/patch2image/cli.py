@@ -168,7 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", help="write the metrics here (and the per-image CSV beside it)")
     evaluate.set_defaults(run=cmd_evaluate, path=None)
 
+    from patch2image.export import add_export_arguments
     from patch2image.report import add_report_arguments, cmd_report
+    from patch2image.segment import add_segment_arguments
+
+    add_segment_arguments(commands.add_parser("segment", help="segment photographs: probability maps, masks, overlays"))
+    add_export_arguments(commands.add_parser("export", help="export a model as ONNX with dynamic height and width"))
 
     report = commands.add_parser("report", help="the paper's tables and figures from run directories")
     add_report_arguments(report)

@@ -5,9 +5,11 @@ refused with the key's dotted name and the type expected.
 """
 
 import dataclasses
+import json
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -16,6 +18,8 @@ from patch2image.errors import UserError
 from patch2image.preprocessing import Preprocessing
 
 DATASET_KINDS = ("drive", "stare", "chase_db1", "idrid", "folder", "synthetic")
+FOLD_DATASETS = {"stare": "STARE", "chase_db1": "CHASE_DB1"}
+"""The kinds evaluated by cross-validation, with their key in ``data/folds.json``."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,8 @@ def load_config(path: str | Path) -> Config:
 
 
 def config_from_dict(raw, source: str = "configuration") -> Config:
+    if raw is None:
+        raise UserError(f"{source}: empty; expected a mapping of keys (at least name)")
     if not isinstance(raw, dict):
         raise UserError(f"{source}: expected a mapping of keys, got {type(raw).__name__}")
     config = _build(Config, raw, source, "")
@@ -116,7 +122,56 @@ def config_from_dict(raw, source: str = "configuration") -> Config:
         raise UserError(f"{source}: patches.sampling: {config.patches.sampling!r} is not grid, balanced or random")
     if config.dataset.kind != "synthetic" and not config.dataset.path:
         raise UserError(f"{source}: dataset.path: required for dataset kind {config.dataset.kind}")
+    _check_fold(config.dataset, source)
+    _check_ranges(config, source)
     return config
+
+
+def _check_fold(dataset: DatasetConfig, source: str) -> None:
+    """A fold the dataset has, or none for a dataset with a train/test split: checked before any run starts."""
+    kind, fold = dataset.kind, dataset.fold
+    if kind not in FOLD_DATASETS:
+        if fold is not None:
+            raise UserError(f"{source}: dataset.fold: {kind} has no folds (it has a train/test split); leave it unset")
+        return
+    text = resources.files("patch2image").joinpath("data", "folds.json").read_text()
+    folds = sorted(entry["fold"] for entry in json.loads(text)[FOLD_DATASETS[kind]])
+    span = f"folds {folds[0]}-{folds[-1]}"
+    if fold is None:
+        raise UserError(f"{source}: dataset.fold: required for {kind}, which uses cross-validation ({span})")
+    if fold not in folds:
+        raise UserError(f"{source}: dataset.fold: fold {fold} does not exist for {kind} ({span})")
+
+
+def _check_ranges(config: Config, source: str) -> None:
+    """Values of the right type but out of range would fail deep in training, with a traceback."""
+    size = config.patches.size
+    checks = [
+        ("patches.size", size, size >= 8 and size % 4 == 0, "a multiple of 4, at least 8 (the networks halve twice)"),
+        ("patches.stride", config.patches.stride, config.patches.stride >= 1, "at least 1"),
+        ("patches.per_class", config.patches.per_class, config.patches.per_class >= 1, "at least 1"),
+        ("patches.count", config.patches.count, config.patches.count >= 1, "at least 1"),
+        ("dataset.val_fraction", config.dataset.val_fraction, 0 <= config.dataset.val_fraction < 1, "in [0, 1)"),
+        ("dataset.size", config.dataset.size, _is_size(config.dataset.size), "[height, width], each at least 8"),
+        ("dataset.synthetic_images", config.dataset.synthetic_images, config.dataset.synthetic_images >= 2, ">= 2"),
+        ("dataset.synthetic_size", config.dataset.synthetic_size, config.dataset.synthetic_size >= 16, ">= 16"),
+        ("evaluation.patch_stride", config.evaluation.patch_stride, config.evaluation.patch_stride >= 1, ">= 1"),
+        ("evaluation.threshold", config.evaluation.threshold, 0 <= config.evaluation.threshold <= 1, "in [0, 1]"),
+    ]
+    for name, phase in config.phases.items():
+        checks += [
+            (f"phases.{name}.epochs", phase.epochs, phase.epochs >= 1, "at least 1"),
+            (f"phases.{name}.batch_size", phase.batch_size, phase.batch_size >= 1, "at least 1"),
+            (f"phases.{name}.lr", phase.lr, phase.lr > 0, "above 0"),
+            (f"phases.{name}.patience", phase.patience, phase.patience is None or phase.patience >= 1, "at least 1"),
+        ]
+    for key, value, ok, expected in checks:
+        if not ok:
+            raise UserError(f"{source}: {key}: {value!r} is out of range; expected {expected}")
+
+
+def _is_size(size: list[int] | None) -> bool:
+    return size is None or (len(size) == 2 and all(side >= 8 for side in size))
 
 
 def _build(cls, raw: dict, source: str, prefix: str):
@@ -127,6 +182,10 @@ def _build(cls, raw: dict, source: str, prefix: str):
         if key not in names:
             raise UserError(f"{source}: {prefix}{key}: unknown key; expected one of {', '.join(sorted(names))}")
         values[key] = _convert(hints[key], value, source, f"{prefix}{key}")
+    for f in dataclasses.fields(cls):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and f.name not in values:
+            raise UserError(f"{source}: {prefix}{f.name}: required key missing ({_type_name(hints[f.name])})")
     try:
         return cls(**values)
     except TypeError as exc:
@@ -159,3 +218,7 @@ def _convert(hint, value, source: str, key: str):
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise UserError(f"{source}: {key}: expected {hint.__name__}, got {value!r}")
     return value
+
+
+def _type_name(hint) -> str:
+    return getattr(hint, "__name__", str(hint))

@@ -6,6 +6,8 @@ pre-processing and, for shipped models, the test metrics. Shipped models live in
 """
 
 import json
+import os
+import re
 from pathlib import Path
 
 import torch
@@ -24,8 +26,21 @@ _KEY = "patch2image"
 def save_weights(path: str | Path, network: nn.Module, metadata: dict) -> None:
     """Write the network's state (parameters and BatchNorm statistics) and ``metadata`` atomically."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in network.state_dict().items()}
+    write_safetensors(path, tensors, {_KEY: json.dumps(metadata)})
+
+
+def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write a safetensors file atomically; a full disk is a ``UserError`` naming ``path``, the old file kept."""
     with atomic_write(path) as tmp:
-        save_file(tensors, str(tmp), metadata={_KEY: json.dumps(metadata)})
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as exc:
+            # safetensors reports I/O failures as its own error, "... No space left on device (os error 28) ...":
+            # make it the OSError it is, which atomic_write turns into one line.
+            code = re.search(r"os error (\d+)", str(exc))
+            if code:
+                raise OSError(int(code[1]), os.strerror(int(code[1]))) from exc
+            raise OSError(str(exc)) from exc
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:

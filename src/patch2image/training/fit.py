@@ -10,20 +10,21 @@ resumed ends with the same weights as a run never interrupted.
 import contextlib
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from patch2image.config import AugmentationConfig, PhaseConfig
 from patch2image.errors import UserError
-from patch2image.files import atomic_write
 from patch2image.training import distributed
 from patch2image.training.augmentation import augment
 from patch2image.training.loss import bce_dice_loss
+from patch2image.weights import write_safetensors
 
 LR_FACTOR, LR_PATIENCE, LR_FLOOR = 0.2, 5, 1e-5
 
@@ -72,6 +73,11 @@ def fit(
 
     On return the model holds the weights of the epoch with the best validation loss. Under
     torchrun the model is wrapped in DistributedDataParallel and rank 0 validates and checkpoints.
+
+    A NaN or infinite loss (training or validation) stops training with a ``UserError`` naming the
+    phase and the epoch; the checkpoint keeps the last good epoch. Ctrl-C propagates as it comes:
+    an unfinished epoch is never saved, so that a resumed run draws the same randomness as one never
+    interrupted, and the checkpoint holds the last finished epoch.
     """
     device = torch.device(device)
     augmentation = augmentation or AugmentationConfig()
@@ -104,13 +110,10 @@ def fit(
             f"{phase} {epoch}",
             quiet,
         )
-        if not math.isfinite(loss):
-            raise UserError(
-                f"phase {phase}, epoch {epoch}: the training loss is {loss}; stopped, the last good weights "
-                f"are in {checkpoint}"
-            )
+        _check_finite(loss, "training", phase, epoch, state, checkpoint)
         val_loss = validation_loss(model, val, config.batch_size, precision, device) if distributed.is_main() else 0.0
         val_loss = distributed.broadcast_from_main(val_loss, device)
+        _check_finite(val_loss, "validation", phase, epoch, state, checkpoint)
         lr = optimizer.param_groups[0]["lr"]
         row = {"phase": phase, "epoch": epoch, "loss": loss, "val_loss": val_loss, "lr": lr}
         row["seconds"] = round(time.perf_counter() - started, 3)
@@ -134,9 +137,20 @@ def fit(
                 f"{phase} epoch {epoch}/{config.epochs}: loss {loss:.4f} val_loss {val_loss:.4f} lr {lr:.2g} "
                 f"{row['seconds']:.1f}s (at most {remaining / 60:.0f} min left)"
             )
+            sys.stdout.flush()  # logs redirected to a file show every epoch as it ends
         distributed.barrier()
     model.load_state_dict(best)
     return state["rows"]
+
+
+def _check_finite(loss: float, kind: str, phase: str, epoch: int, state: dict, checkpoint: Path) -> None:
+    """Stop on a NaN or infinite loss: the weights are ruined, and the checkpoint still holds the last good ones."""
+    if math.isfinite(loss):
+        return
+    kept = f"{checkpoint} keeps epoch {state['epoch']}" if state["epoch"] else "no epoch was saved"
+    raise UserError(
+        f"phase {phase}, epoch {epoch}: the {kind} loss is {loss}; stopped, {kept} (try a lower phases.{phase}.lr)"
+    )
 
 
 def _train_epoch(model, optimizer, data, batch_size, generator, augmentation, precision, device, label, quiet) -> float:
@@ -188,8 +202,7 @@ def _save_checkpoint(path: Path, model, optimizer, best: dict, state: dict) -> N
             if torch.is_tensor(value):
                 tensors[f"optimizer.{i}.{key}"] = value.detach().contiguous().cpu()
     state = state | {"lr": optimizer.param_groups[0]["lr"]}
-    with atomic_write(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"state": json.dumps(state)})
+    write_safetensors(path, tensors, {"state": json.dumps(state)})
 
 
 def _load_checkpoint(path: Path, model, optimizer, device) -> tuple[dict, dict]:

@@ -1,0 +1,174 @@
+"""``patch2image segment``: inputs, outputs, per-file errors, real DRIVE and IDRiD photographs."""
+
+import argparse
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import patch2image.inference as inference
+from patch2image.errors import UserError
+from patch2image.networks import create_network
+from patch2image.segment import add_segment_arguments, expand_inputs, output_stem
+from patch2image.weights import save_weights
+
+IDRID_TEST = "IDRiD/A. Segmentation/1. Original Images/b. Testing Set"
+
+
+def run_cli(argv: list[str]) -> int:
+    """``patch2image segment ARGV`` as the command line runs it."""
+    from patch2image import cli
+
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if "segment" in commands.choices:
+        return cli.main(["segment", *argv])
+    # Until cli.py registers the command: the same parser and the same error handling as main().
+    own = argparse.ArgumentParser(prog="patch2image segment")
+    add_segment_arguments(own)
+    args = own.parse_args(argv)
+    try:
+        return args.run(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=__import__("sys").stderr)
+        return 2
+
+
+def fundus(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A synthetic photograph: a textured reddish disc on black."""
+    y, x = np.mgrid[:height, :width]
+    inside = (y - height / 2) ** 2 + (x - width / 2) ** 2 <= (0.45 * min(height, width)) ** 2
+    rng = np.random.default_rng(seed)
+    rgb = np.zeros((height, width, 3), np.uint8)
+    rgb[inside] = np.array([170, 80, 30]) + rng.integers(0, 60, (int(inside.sum()), 1))
+    return rgb
+
+
+def weights(path, metadata: dict) -> str:
+    torch.manual_seed(0)
+    metadata = {
+        "network": "light",
+        "preprocessing": {"order": "clahe-gamma", "gamma": 1.7, "clahe": "opencv"},
+    } | metadata
+    save_weights(path, create_network("light"), metadata)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> str:
+    """Random-init Light with no scale information: photographs are segmented at their own size."""
+    return weights(tmp_path_factory.mktemp("model") / "light.safetensors", {"input_size": None, "fov_diameter": None})
+
+
+@pytest.fixture
+def folder(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(fundus(60, 80, 1)).save(images / "a.png")
+    Image.fromarray(fundus(64, 64, 2)).save(images / "b.jpg")
+    Image.fromarray(fundus(50, 70, 3)).save(images / "c.tif")
+    (images / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 10)
+    (images / "notes.txt").write_text("not an image")
+    return images
+
+
+def outputs(out, stem):
+    return [out / f"{stem}_{kind}.png" for kind in ("prob", "mask", "overlay")]
+
+
+def test_folder_with_a_corrupt_file(model, folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run_cli([str(folder), "--model", model, "--out", str(out), "--quiet"]) == 1
+    captured = capsys.readouterr()
+    for stem, size in [("a", (60, 80)), ("b", (64, 64)), ("c", (50, 70))]:
+        prob, mask, over = (np.asarray(Image.open(p)) for p in outputs(out, stem))
+        assert prob.shape == mask.shape == size and prob.dtype == np.uint8
+        assert over.shape == (*size, 3)
+        assert set(np.unique(mask)) <= {0, 255}
+        np.testing.assert_array_equal(mask == 255, prob >= 128)  # threshold 0.5 on the 8-bit map
+    assert not any(p.exists() for p in outputs(out, "bad"))
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "bad.png" in errors[0]
+    assert "notes.txt" not in captured.err and "Traceback" not in captured.err
+    assert "segmented 3 of 4 images" in captured.out
+    assert not list(out.glob(".*"))  # no temporary files left behind
+
+
+def test_globs_and_missing_inputs(model, folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = run_cli([str(folder / "[ab].*"), str(folder / "missing.png"), "--model", model, "--out", str(out)])
+    assert code == 1
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for s in "ab" for p in outputs(out, s))
+    assert "missing.png" in capsys.readouterr().err
+
+
+def test_all_good_inputs_exit_zero(model, folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = run_cli([str(folder / "a.png"), str(folder / "c.tif"), "--model", model, "--out", str(out), "--tta"])
+    assert code == 0
+    assert all(p.exists() for s in "ac" for p in outputs(out, s))
+    assert "error" not in capsys.readouterr().err
+
+
+def test_patch_mode_and_threshold(model, folder, tmp_path):
+    out = tmp_path / "out"
+    argv = [str(folder / "a.png"), "--model", model, "--out", str(out), "--mode", "patch", "--stride", "8"]
+    assert run_cli([*argv, "--threshold", "0"]) == 0
+    assert (np.asarray(Image.open(out / "a_mask.png")) == 255).all()
+
+
+def test_bad_arguments_and_model(model, folder, tmp_path, capsys):
+    out = str(tmp_path / "out")
+    assert run_cli([str(folder / "a.png"), "--model", model, "--out", out, "--threshold", "2"]) == 2
+    assert run_cli([str(folder / "a.png"), "--model", str(tmp_path / "none.safetensors"), "--out", out]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_same_stem_twice_is_refused(model, folder, tmp_path, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    Image.fromarray(fundus(40, 40)).save(other / "a.jpg")
+    assert run_cli([str(folder / "a.png"), str(other / "a.jpg"), "--model", model, "--out", str(tmp_path / "o")]) == 2
+    assert "a_*.png" in capsys.readouterr().err
+
+
+def test_input_expansion(folder, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    Image.fromarray(fundus(20, 20)).save(out / "x_prob.png")
+    Image.fromarray(fundus(20, 20)).save(out / "y.png")
+    files, problems = expand_inputs([str(folder), str(folder / "a.png"), str(out), str(tmp_path / "*.none")], out)
+    assert [p.name for p in files] == ["a.png", "b.jpg", "bad.png", "c.tif", "y.png"]
+    assert len(problems) == 1 and "*.none" in problems[0]
+    assert output_stem(folder / "im0001.ppm.gz") == "im0001"
+    assert output_stem(folder / "01_test.tif") == "01_test"
+
+
+def test_real_drive_image(datasets, tmp_path):
+    # DRIVE-trained metadata: the field of view of a DRIVE photograph brings it to the training scale.
+    model = weights(tmp_path / "drive.safetensors", {"input_size": [584, 568], "fov_diameter": 540.0})
+    image = datasets / "DRIVE" / "test" / "images" / "01_test.tif"
+    out = tmp_path / "out"
+    assert run_cli([str(image), "--model", model, "--out", str(out)]) == 0
+    prob = np.asarray(Image.open(out / "01_test_prob.png"))
+    assert prob.shape == (584, 565)
+    assert np.asarray(Image.open(out / "01_test_overlay.png")).shape == (584, 565, 3)
+
+
+def test_real_idrid_image_in_tiles(datasets, tmp_path, monkeypatch, model):
+    # No scale in the metadata: the full 4288x2848 photograph is segmented as it is, in tiles.
+    seen = []
+    forward = inference._forward
+
+    def recording(predictor, grey, tta):
+        seen.append(grey.shape)
+        return forward(predictor, grey, tta)
+
+    monkeypatch.setattr(inference, "_forward", recording)
+    image = datasets / IDRID_TEST / "IDRiD_55.jpg"
+    out = tmp_path / "out"
+    assert run_cli([str(image), "--model", model, "--out", str(out)]) == 0
+    assert len(seen) > 1 and max(h * w for h, w in seen) <= inference.DEFAULT_MAX_PIXELS
+    with Image.open(out / "IDRiD_55_mask.png") as mask:
+        assert mask.size == (4288, 2848)

@@ -1,4 +1,6 @@
-"""The ``patch2image`` command: one sub-command per job, each a thin call into the library.
+"""patch2image: patch-to-image training and fast segmentation of retinal images.
+
+One sub-command per job, each a thin call into the library.
 
 Every ``UserError`` becomes one line on stderr and exit status 2; no traceback reaches the user.
 """

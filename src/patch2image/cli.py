@@ -63,6 +63,30 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    """The main job: segment scikit-image's sample fundus photograph with a shipped model."""
+    from pathlib import Path
+
+    import cv2
+    from skimage.data import retina
+
+    from patch2image.weights import shipped_models
+
+    shipped = [name for name, _ in shipped_models()]
+    model = args.model or next((m for m in ("drive-mini-unet", "drive-light") if m in shipped), None)
+    if model is None:
+        raise UserError("no shipped model in this installation; train one with `patch2image train`")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    photo = out / "retina.png"
+    cv2.imwrite(str(photo), retina()[..., ::-1])
+    print(f"segmenting scikit-image's sample fundus photograph ({photo}) with {model}")
+    code = main(["segment", str(photo), "--model", model, "--out", str(out)])
+    if code == 0:
+        print(f"wrote {out}/retina_prob.png, retina_mask.png and retina_overlay.png")
+    return code
+
+
 def cmd_data_check(args) -> int:
     from patch2image.data import check_dataset
 
@@ -141,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     nets = commands.add_parser("nets", help="list the registered networks and their parameter counts")
     nets.add_argument("--json", action="store_true")
     nets.set_defaults(run=cmd_nets)
+
+    demo = commands.add_parser("demo", help="segment a sample fundus photograph with a shipped model")
+    demo.add_argument("--out", default="runs/demo", help="folder for the photograph and its segmentation")
+    demo.add_argument("--model", help="a shipped model's name or a weights file (default: the best shipped)")
+    demo.set_defaults(run=cmd_demo)
 
     models = commands.add_parser("models", help="list the trained models shipped with the package")
     models.add_argument("--json", action="store_true")

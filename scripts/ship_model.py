@@ -1,0 +1,34 @@
+"""Copy a run's fine-tuned weights into the package as a shipped model, with its metrics in the metadata.
+
+    .venv/bin/python scripts/ship_model.py runs/drive-light-budget drive-light
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from patch2image.evaluation import read_evaluation
+from patch2image.weights import PRETRAINED_DIR, load_model, save_weights
+
+
+def ship(run_dir: Path, name: str) -> Path:
+    model, metadata = load_model(run_dir / "finetuned.safetensors")
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    result = read_evaluation(run_dir / "metrics" / "finetuned.json")
+    run = json.loads((run_dir / "run.json").read_text())
+    metadata |= {
+        "name": name,
+        "metrics": {protocol: result[protocol]["mean"] for protocol in ("whole", "fov")},
+        "metrics_note": "mean over the official test images at threshold 0.5; whole image and inside the FOV",
+        "config": config,
+        "wall_seconds": run.get("wall_seconds", {}),
+    }
+    target = PRETRAINED_DIR / f"{name}.safetensors"
+    save_weights(target, model, metadata)
+    return target
+
+
+if __name__ == "__main__":
+    print(ship(Path(sys.argv[1]), sys.argv[2]))

@@ -8,6 +8,7 @@ Every ``UserError`` becomes one line on stderr and exit status 2; no traceback r
 import argparse
 import json
 import sys
+import warnings
 
 from patch2image.errors import UserError
 
@@ -140,7 +141,7 @@ def cmd_evaluate(args) -> int:
         split = "all" if dataset.kind == "folder" and not dataset.folds() and args.split == "test" else args.split
         files = dataset.files(split, fold=args.fold)
         if not files:
-            raise UserError(f"{dataset.root}: no {split} images")
+            raise UserError(dataset.problems[0] if dataset.problems else f"{dataset.root}: no {split} images")
         if metadata.get("dataset") == dataset.kind:
             # Same dataset as in training: the training scale exactly, not the camera-independent rule.
             metadata = {k: v for k, v in metadata.items() if k != "fov_diameter"}
@@ -219,13 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
     try:
         return args.run(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        hint = "; rerun with --resume to continue from the last finished epoch" if args.command == "train" else ""
+        print(f"interrupted{hint}", file=sys.stderr)
         return 130
 
 

@@ -90,7 +90,11 @@ def load_config(path: str | Path) -> Config:
     except FileNotFoundError:
         raise UserError(f"{path}: no such configuration file") from None
     except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        # "expected ',' or '}' ... at line 3, column 1": the problem and where, on one line.
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UserError(f"{path}: not valid YAML ({problem}{where})") from None
     config = config_from_dict(raw, source=str(path))
     if config.dataset.path is not None:
         data_path = Path(config.dataset.path)

@@ -68,7 +68,7 @@ def run_experiment(
     device = resolve_device(device)
     distributed.init_from_environment(device)
     main = distributed.is_main()
-    _claim_run_dir(config, out, resume, write=main)
+    stored_config = _check_run_dir(config, out, resume)
     if main:
         open_experiment_dataset(config, out)  # writes the synthetic data once, before the others read it
     distributed.barrier()
@@ -84,6 +84,8 @@ def run_experiment(
             f"{dataset.root}: need training, validation and test images "
             f"(found {len(train.names)}, {len(val.names)}, {len(test.names)})"
         )
+    if main and not stored_config.exists():  # claimed only once the data is known to be good
+        write_text(stored_config, yaml.safe_dump(config.to_dict(), sort_keys=False))
     metadata = {
         "network": config.network,
         "dataset": config.dataset.kind,
@@ -254,7 +256,8 @@ def _write_history(path: Path, phase: str, rows: list[dict]) -> None:
     write_text(path, buffer.getvalue())
 
 
-def _claim_run_dir(config: Config, out: Path, resume: bool, write: bool) -> None:
+def _check_run_dir(config: Config, out: Path, resume: bool) -> Path:
+    """The run's config.yaml, after checking that ``out`` is new, or resumable with this configuration."""
     stored = out / "config.yaml"
     exists = stored.exists()
     distributed.barrier()  # every process looks before rank 0 writes
@@ -263,8 +266,7 @@ def _claim_run_dir(config: Config, out: Path, resume: bool, write: bool) -> None
             raise UserError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
         if yaml.safe_load(stored.read_text()) != config.to_dict():
             raise UserError(f"{out}: the run was made with another configuration; it cannot be resumed with this one")
-    elif write:
-        write_text(stored, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return stored
 
 
 def _first_size(dataset: Dataset, config: Config) -> tuple[int, int]:

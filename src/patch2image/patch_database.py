@@ -6,7 +6,6 @@ images separately), so no validation patch overlaps a training image.
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from patch2image.config import PatchConfig
 
@@ -22,28 +21,32 @@ def patch_database(
     """
     size = config.size
     half = size // 2
-    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None]
-    y = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32))[:, None]
+    images = np.asarray(images, dtype=np.float32)
+    labels = np.asarray(labels, dtype=np.float32)
     if config.sampling == "grid":
         # Pad so that the grid covers every pixel: the last window ends at or beyond the border.
-        height, width = x.shape[-2:]
-        pad_h = _grid_padding(height, size, config.stride)
-        pad_w = _grid_padding(width, size, config.stride)
-        pads = (0, pad_w, 0, pad_h)
-        xs = F.pad(x, pads, mode="reflect").unfold(2, size, config.stride).unfold(3, size, config.stride)
-        ys = F.pad(y, pads, mode="reflect").unfold(2, size, config.stride).unfold(3, size, config.stride)
+        height, width = images.shape[-2:]
+        pads = ((0, 0), (0, _grid_padding(height, size, config.stride)), (0, _grid_padding(width, size, config.stride)))
+        xs, ys = (
+            _reflect(a, pads).unfold(2, size, config.stride).unfold(3, size, config.stride) for a in (images, labels)
+        )
         return xs.reshape(-1, 1, size, size).contiguous(), ys.reshape(-1, 1, size, size).contiguous()
 
     rng = np.random.default_rng(seed)
-    xp = F.pad(x, (half, half, half, half), mode="reflect")
-    yp = F.pad(y, (half, half, half, half), mode="reflect")
+    pads = ((0, 0), (half, half), (half, half))
+    xp, yp = _reflect(images, pads), _reflect(labels, pads)
     patches, targets = [], []
     for i in range(len(images)):
-        for rows, cols in _centres(labels[i], config, rng):
+        for rows, cols in _centres(labels[i] > 0.5, config, rng):
             for r, c in zip(rows, cols, strict=True):
                 patches.append(xp[i, :, r : r + size, c : c + size])
                 targets.append(yp[i, :, r : r + size, c : c + size])
     return torch.stack(patches), torch.stack(targets)
+
+
+def _reflect(array: np.ndarray, pads) -> torch.Tensor:
+    # numpy reflects again and again where the padding exceeds the image (an image under half a patch).
+    return torch.from_numpy(np.pad(array, pads, mode="reflect"))[:, None]
 
 
 def _grid_padding(side: int, size: int, stride: int) -> int:

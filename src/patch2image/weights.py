@@ -46,6 +46,8 @@ def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metada
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Tensors and metadata of a safetensors file; anything else is refused with a clear message."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: a folder, not a weights file")
     if not path.is_file():
         raise UserError(f"{path}: no such weights file")
     with open(path, "rb") as handle:
@@ -76,7 +78,10 @@ def load_model(name_or_path: str | Path, network: str | None = None) -> tuple[nn
     network_name = network or metadata.get("network")
     if not network_name:
         raise UserError(f"{path}: the metadata names no network; pass the network explicitly")
-    model = create_network(network_name)
+    try:
+        model = create_network(network_name)
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
     load_state(model, tensors, f"{path}")
     return model.eval(), metadata
 

@@ -54,7 +54,8 @@ def read_label_values(path: str | Path) -> np.ndarray:
     """The grey values a label or mask file holds, before binarising.
 
     Palette images give, per pixel, the brightest channel of the pixel's palette colour (so a red
-    foreground on black, as in IDRiD's optic-disc TIFFs, is bright); colour images give the
+    foreground on black, as in IDRiD's optic-disc TIFFs, is bright), or the palette indices when all
+    the indices used have the same colour (a label saved without a palette); colour images give the
     brightest channel; grey images their values (uint8, or uint16 for 16-bit files); 1-bit images 0/1.
 
     Returns
@@ -70,6 +71,10 @@ def read_label_values(path: str | Path) -> np.ndarray:
             palette = np.asarray(img.getpalette("RGB") or list(range(256)) * 3, dtype=np.uint8)
             palette = palette.reshape(-1, 3).max(axis=1)
             palette = np.concatenate([palette, np.zeros(256, np.uint8)])[:256]
+            used = label_value_set(np.ascontiguousarray(indices, dtype=np.uint8))
+            if used.size > 1 and label_value_set(palette[used]).size == 1:
+                # Every colour looks the same (a label saved without its palette): the indices are the label.
+                return np.asarray(indices, dtype=np.uint8).copy()
             return palette[indices]
         if img.mode in _SIXTEEN_BIT_MODES:
             return np.asarray(img).astype(np.uint16)
@@ -215,6 +220,11 @@ class _open:
                 raise UserError(f"{path}: truncated or corrupt {kind} file (its header cannot be read)") from None
             raise UserError(f"{path}: not an image that can be read ({_describe(head)})") from None
         except (OSError, EOFError, SyntaxError, ValueError, zlib.error) as exc:
+            kind = _image_signature(head)
+            if kind:  # the same words as a file cut after its header: the user's remedy is the same
+                raise UserError(
+                    f"{path}: truncated or corrupt {kind} file (its header cannot be read: {_reason(exc)})"
+                ) from None
             raise UserError(f"{path}: corrupt image header ({_describe(head)}; {_reason(exc)})") from None
 
     def __exit__(self, *exc_info) -> None:

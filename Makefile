@@ -13,7 +13,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/patch2image train configs/demo.yaml --out runs/demo --resume
+	$(BIN)/patch2image demo --out runs/demo
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest

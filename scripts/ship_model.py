@@ -1,6 +1,6 @@
 """Copy a run's fine-tuned weights into the package as a shipped model, with its metrics in the metadata.
 
-    .venv/bin/python scripts/ship_model.py runs/drive-light-budget drive-light
+.venv/bin/python scripts/ship_model.py runs/drive-light-budget drive-light
 """
 
 import json

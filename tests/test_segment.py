@@ -1,6 +1,11 @@
 """``patch2image segment``: inputs, outputs, per-file errors, real DRIVE and IDRiD photographs."""
 
 import argparse
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -8,9 +13,11 @@ import torch
 from PIL import Image
 
 import patch2image.inference as inference
+import patch2image.segment as segment
 from patch2image.errors import UserError
+from patch2image.inference import Segmenter
 from patch2image.networks import create_network
-from patch2image.segment import add_segment_arguments, expand_inputs, output_stem
+from patch2image.segment import add_segment_arguments, expand_inputs, output_stem, segment_files
 from patch2image.weights import save_weights
 
 IDRID_TEST = "IDRiD/A. Segmentation/1. Original Images/b. Testing Set"
@@ -122,6 +129,7 @@ def test_bad_arguments_and_model(model, folder, tmp_path, capsys):
     out = str(tmp_path / "out")
     assert run_cli([str(folder / "a.png"), "--model", model, "--out", out, "--threshold", "2"]) == 2
     assert run_cli([str(folder / "a.png"), "--model", str(tmp_path / "none.safetensors"), "--out", out]) == 2
+    assert run_cli([str(folder / "a.png"), "--model", model, "--out", out, "--workers", "-1"]) == 2
     assert "Traceback" not in capsys.readouterr().err
 
 
@@ -172,3 +180,114 @@ def test_real_idrid_image_in_tiles(datasets, tmp_path, monkeypatch, model):
     assert len(seen) > 1 and max(h * w for h, w in seen) <= inference.DEFAULT_MAX_PIXELS
     with Image.open(out / "IDRiD_55_mask.png") as mask:
         assert mask.size == (4288, 2848)
+
+
+# --------------------------------------------------------------------------- --workers
+
+
+@pytest.fixture(scope="module")
+def contrasted_model(tmp_path_factory) -> str:
+    """Light with a scale rule (photographs are resized) and logits spread by a large last layer.
+
+    Random-init Light gives probabilities within 0.01 of 0.5, which 8-bit outputs would round alike even if
+    the workers computed something else; these spread over (0, 1), and the resizing exercises both halves.
+    """
+    torch.manual_seed(0)
+    network = create_network("light").eval()
+    metadata = {
+        "network": "light",
+        "preprocessing": {"order": "clahe-gamma", "gamma": 1.7, "clahe": "opencv"},
+        "fov_diameter": 44.0,
+    }
+    grey = Segmenter(None, metadata).prepare(fundus(60, 80, 1))
+    last = network.body[-1]
+    with torch.no_grad():
+        logits = network(torch.from_numpy(grey)[None, None])
+        gain = 2 / float(logits.std())
+        last.bias.copy_((last.bias - logits.mean()) * gain)
+        last.weight.mul_(gain)
+    path = tmp_path_factory.mktemp("contrasted") / "light.safetensors"
+    save_weights(path, network, metadata)
+    return str(path)
+
+
+def test_workers_give_the_same_outputs_and_errors(contrasted_model, folder, tmp_path, capsys):
+    results = {}
+    for workers in (0, 1, 2):
+        out = tmp_path / f"out{workers}"
+        code = run_cli([str(folder), "--model", contrasted_model, "--out", str(out), "--workers", str(workers)])
+        captured = capsys.readouterr()
+        errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+        files = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+        results[workers] = (code, errors, files)
+        assert "segmented 3 of 4 images" in captured.out and "Traceback" not in captured.err
+    code, errors, files = results[0]
+    assert code == 1 and len(errors) == 1 and "bad.png" in errors[0]
+    assert len(files) == 9
+    assert np.asarray(Image.open(tmp_path / "out0" / "a_prob.png")).std() > 20  # the outputs say something
+    assert results[1] == results[0] and results[2] == results[0]  # byte for byte
+
+
+def test_workers_keep_few_images_in_flight(model, tmp_path, monkeypatch):
+    # Threads instead of processes, so the counting below sees every image; the bound is the same code.
+    # A slow writer would let reads pile up if the reading ahead were not bounded.
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(12):
+        Image.fromarray(fundus(24, 24, i)).save(images / f"{i:02d}.png")
+    lock, live, peak = threading.Lock(), [0], [0]
+    prepare, finish = segment.prepare_file, segment.finish_file
+
+    def counting_prepare(*args):
+        with lock:
+            live[0] += 1
+            peak[0] = max(peak[0], live[0])
+        return prepare(*args)
+
+    def slow_finish(*args):
+        time.sleep(0.02)
+        finish(*args)
+        with lock:
+            live[0] -= 1
+
+    monkeypatch.setattr(segment, "prepare_file", counting_prepare)
+    monkeypatch.setattr(segment, "finish_file", slow_finish)
+    monkeypatch.setattr(segment, "_new_executor", lambda workers: ThreadPoolExecutor(workers))
+    out = tmp_path / "out"
+    assert run_cli([str(images), "--model", model, "--out", str(out), "--workers", "2", "--quiet"]) == 0
+    assert len(list(out.glob("*_mask.png"))) == 12
+    assert live[0] == 0 and 2 <= peak[0] <= 2 * 2 + 1
+
+
+CRASH_SIZE = (13, 17)
+
+
+class CrashingSegmenter(Segmenter):
+    """Kills the worker process that prepares a 13x17 photograph, as a decoder crash or the OOM killer would."""
+
+    def prepare(self, rgb):
+        if rgb.shape[:2] == CRASH_SIZE and multiprocessing.parent_process() is not None:
+            os._exit(3)
+        return super().prepare(rgb)
+
+
+def test_a_dead_worker_fails_only_the_files_in_flight(model, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    names = ["00.png", "crash.png", *(f"{i:02d}.png" for i in range(2, 7))]
+    for i, name in enumerate(names):
+        Image.fromarray(fundus(*(CRASH_SIZE if name == "crash.png" else (24, 24)), i)).save(images / name)
+    from patch2image.weights import load_model
+
+    network, metadata = load_model(model)
+    reports: list[tuple[str, Exception | None]] = []
+    out = tmp_path / "out"
+    out.mkdir()
+    files = [images / name for name in names]
+    segment_files(files, CrashingSegmenter(network, metadata), out, 0.5, lambda p, e: reports.append((p.name, e)), 1)
+    assert [name for name, _ in reports] == names  # every file once, in order
+    failed = {name for name, exc in reports if exc is not None}
+    # With one worker, in flight beside crash.png: the write of the file before it, the read of the one after.
+    assert "crash.png" in failed and failed <= {"00.png", "crash.png", "02.png"}
+    assert "BrokenProcessPool" in type(dict(reports)["crash.png"]).__name__
+    assert all(exc is None for name, exc in reports[-3:])  # a fresh pool took over

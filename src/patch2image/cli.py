@@ -226,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the file system refused: a path that is a file, no permission, a full disk
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         hint = "; rerun with --resume to continue from the last finished epoch" if args.command == "train" else ""
         print(f"interrupted{hint}", file=sys.stderr)

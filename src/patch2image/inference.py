@@ -405,13 +405,30 @@ class Segmenter:
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 RGB -> (H, W) float32 probabilities."""
-        original = rgb.shape[:2]
+        return self.finish(self.predict(self.prepare(rgb)), rgb.shape[:2])
+
+    # The three steps of __call__, apart so that a batch command can run ``prepare`` and ``finish`` in
+    # other processes while this one runs the network (``patch2image segment --workers``).
+
+    def prepare(self, rgb: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 RGB -> the network's input: pre-processed grey at :func:`working_size`.
+
+        Uses only the metadata, never the model, so it runs as well on a copy whose ``model`` is None.
+        """
         size, _ = working_size(rgb, self.metadata)
-        grey = self.preprocessing(resize(rgb, size))
+        return self.preprocessing(resize(rgb, size))
+
+    def predict(self, grey: np.ndarray) -> np.ndarray:
+        """Probabilities of a :meth:`prepare` output, at its size."""
         prob = self._predict(grey)
         if self.tta and self.mode == "patch":
             prob = (prob + self._predict(grey[:, ::-1].copy())[:, ::-1]) / 2
-        return np.clip(resize(prob, original), 0, 1)
+        return prob
+
+    @staticmethod
+    def finish(prob: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """A :meth:`predict` output resized back to the photograph's (height, width), within [0, 1]."""
+        return np.clip(resize(prob, size), 0, 1)
 
     def _predict(self, grey: np.ndarray) -> np.ndarray:
         if self.mode == "patch":

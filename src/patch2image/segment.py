@@ -5,12 +5,26 @@ grey), ``NAME_mask.png`` (0/255, probability >= ``--threshold``) and ``NAME_over
 segmentation in green over the photograph), all at the photograph's original size. A file that cannot
 be read or segmented is reported on stderr as ``error: FILE: what`` and skipped; the others go on and
 the exit status is 1 at the end.
+
+With ``--workers N`` (N >= 1), N worker processes read and pre-process the next photographs and write
+the outputs of the previous ones while this process runs the network, so the network does not wait on
+the disk or on PNG encoding. At most N photographs are being read and N written at any time (plus the
+one in the network), so memory stays flat over any number of files. The outputs are the same with any
+number of workers: every image goes through the same functions (:func:`prepare_file`,
+:func:`finish_file`), only in other processes.
 """
 
 import argparse
+import dataclasses
 import glob
+import multiprocessing
+import signal
 import sys
 import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import cv2
@@ -142,6 +156,150 @@ def write_outputs(out_dir: Path, stem: str, rgb: np.ndarray, prob: np.ndarray, t
     write_png(out_dir / f"{stem}_overlay.png", overlay(rgb, mask))
 
 
+# --------------------------------------------------------------------------- the two halves around the network
+
+
+def prepare_file(path: Path, preparer: Segmenter) -> tuple[np.ndarray, np.ndarray]:
+    """Read a photograph: (its RGB, the network's input). ``preparer.model`` is not used."""
+    from patch2image.data import read_image
+
+    rgb = read_image(path)
+    return rgb, preparer.prepare(rgb)
+
+
+def finish_file(out_dir: Path, stem: str, rgb: np.ndarray, prob: np.ndarray, threshold: float) -> None:
+    """Bring the network's probabilities back to the photograph's size and write the three outputs."""
+    write_outputs(out_dir, stem, rgb, Segmenter.finish(prob, rgb.shape[:2]), threshold)
+
+
+# --------------------------------------------------------------------------- worker processes
+#
+# Why a ProcessPoolExecutor rather than torch's DataLoader(num_workers=N): the work to take off the
+# network's process lies on both sides of it (read + pre-process before, resize back + PNG encoding
+# after), while a DataLoader only feeds the first half; futures also carry each file's exception back
+# as that file's error, in order. Processes, not threads: pre-processing and PNG encoding hold the GIL
+# for part of their time, and a decoder that crashes takes down a worker, not the command (see
+# _Workers). Workers start from a forkserver (spawn where there is none), never by plain
+# fork, because forking a process whose OpenMP runtime has started threads can hang the child; the
+# forkserver imports patch2image (and torch) once, so a worker starts in milliseconds.
+
+
+def _start_method() -> str:
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def _init_worker() -> None:
+    """One thread per worker: N workers plus the network's threads must share the cores, not each take all."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle; it shuts us down
+    cv2.setNumThreads(1)
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _new_executor(workers: int) -> ProcessPoolExecutor:
+    context = multiprocessing.get_context(_start_method())
+    if context.get_start_method() == "forkserver":
+        context.set_forkserver_preload(["patch2image.segment", "patch2image.data"])
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
+
+
+class _Workers:
+    """A process pool that replaces itself when a worker dies (a decoder crash, the OOM killer).
+
+    The files in flight at that moment fail with ``BrokenProcessPool`` (there is no telling which one
+    killed the worker); the files after them go to a fresh pool.
+    """
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self.executor = _new_executor(workers)
+
+    def submit(self, fn: Callable, *args) -> Future:
+        try:
+            return self.executor.submit(fn, *args)
+        except BrokenProcessPool:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            self.executor = _new_executor(self.workers)
+            return self.executor.submit(fn, *args)
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+Report = Callable[[Path, Exception | None], None]
+"""Called once per file when it is done: with None on success, else with what went wrong."""
+
+
+def segment_files(
+    files: list[Path], segmenter: Segmenter, out_dir: Path, threshold: float, report: Report, workers: int = 0
+) -> None:
+    """Segment ``files`` into ``out_dir``, in this process (``workers=0``) or with worker processes.
+
+    Every file is reported through ``report`` in input order; an exception in one file never stops the others.
+    """
+    if workers <= 0:
+        for path in files:
+            try:
+                rgb, grey = prepare_file(path, segmenter)
+                finish_file(out_dir, output_stem(path), rgb, segmenter.predict(grey), threshold)
+            except Exception as exc:  # one bad file must not stop the others; KeyboardInterrupt still does
+                report(path, exc)
+            else:
+                report(path, None)
+        return
+    _segment_in_workers(files, segmenter, out_dir, threshold, report, min(workers, len(files)))
+
+
+def _segment_in_workers(
+    files: list[Path], segmenter: Segmenter, out_dir: Path, threshold: float, report: Report, workers: int
+) -> None:
+    # The workers need the metadata and the pre-processing, not the network: don't pickle it to them.
+    preparer = dataclasses.replace(segmenter, model=None)
+    pool = _Workers(workers)
+    pending = iter(files)
+    reading: deque[tuple[Path, Future]] = deque()
+    writing: deque[tuple[Path, Future]] = deque()
+
+    def read_next() -> None:
+        path = next(pending, None)
+        if path is not None:
+            reading.append((path, pool.submit(prepare_file, path, preparer)))
+
+    try:
+        for _ in range(workers):
+            read_next()
+        while reading:
+            path, future = reading.popleft()
+            read_next()  # before waiting, so a worker reads ahead while the network runs
+            try:
+                rgb, grey = future.result()
+                prob = segmenter.predict(grey)
+            except Exception as exc:
+                # Queued with the writes, so that files are reported in input order whatever finishes first.
+                done = Future()
+                done.set_exception(exc)
+            else:
+                done = pool.submit(finish_file, out_dir, output_stem(path), rgb, prob, threshold)
+                del rgb, grey, prob  # only the pending task holds them now, until a worker takes it
+            writing.append((path, done))
+            while len(writing) > workers:
+                _collect(*writing.popleft(), report)
+        while writing:
+            _collect(*writing.popleft(), report)
+    finally:
+        pool.shutdown()
+
+
+def _collect(path: Path, future: Future, report: Report) -> None:
+    try:
+        future.result()
+    except Exception as exc:
+        report(path, exc)
+    else:
+        report(path, None)
+
+
 # --------------------------------------------------------------------------- model
 
 
@@ -202,7 +360,12 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
         "--overlap", type=int, default=DEFAULT_OVERLAP, help=f"tile overlap (default {DEFAULT_OVERLAP})"
     )
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="torch backend: bf16 autocast")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads of the network (default: all)")
+    parser.add_argument(
+        "--workers", type=int, default=0, metavar="N",
+        help="processes that read and pre-process ahead and write the outputs, while the network runs here "
+        "(default 0: everything in this process)",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=cmd_segment)
 
@@ -220,6 +383,8 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise UserError(f"--overlap {args.overlap}: must be at least 0")
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads {args.threads}: must be at least 1")
+    if args.workers < 0:
+        raise UserError(f"--workers {args.workers}: must be at least 0")
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
@@ -256,18 +421,19 @@ def cmd_segment(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UserError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
 
-    from patch2image.data import read_image
-
     failed = len(problems)
     started = time.perf_counter()
-    bar = tqdm(files, desc="segment", unit="image", disable=args.quiet or len(files) == 1, file=sys.stderr)
-    for path in bar:
-        try:
-            rgb = read_image(path)
-            write_outputs(out, output_stem(path), rgb, segmenter(rgb), args.threshold)
-        except Exception as exc:  # one bad file must not stop the others; KeyboardInterrupt still does
+    bar = tqdm(total=len(files), desc="segment", unit="image", disable=args.quiet or len(files) == 1, file=sys.stderr)
+
+    def report(path: Path, exc: Exception | None) -> None:
+        nonlocal failed
+        if exc is not None:
             failed += 1
             tqdm.write(f"error: {_describe_failure(path, exc)}", file=sys.stderr)
+        bar.update(1)
+
+    with bar:
+        segment_files(files, segmenter, out, args.threshold, report, args.workers)
     done = len(files) - (failed - len(problems))
     seconds = (time.perf_counter() - started) / max(1, len(files))
     print(

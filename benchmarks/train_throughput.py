@@ -49,7 +49,7 @@ def ours_seconds_per_batch(network: str, shape, steps: int) -> float:
     )
     warmup = TrainingData(data.x[:batch], data.y[:batch])
     run = lambda d: _train_epoch(  # noqa: E731
-        model, optimizer, d, batch, torch.Generator().manual_seed(0), AugmentationConfig(), "bf16", "bench", 0, True
+        model, optimizer, d, batch, torch.Generator().manual_seed(0), AugmentationConfig(), "bf16", "cpu", "bench", True
     )
     run(warmup)
     started = time.perf_counter()

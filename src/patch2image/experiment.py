@@ -125,15 +125,13 @@ def run_experiment(
         write_text(out / "run.json", json.dumps(run_info, indent=2))
 
     if "patch" in phases:
-        model = _load_or_train(out / "patch.safetensors", config, metadata, lambda m: train_phase(
-            "patch", m, _patches(train, config), _patches(val, config)))  # fmt: skip
-        _score(
-            out,
-            "patch",
-            test,
-            config,
-            lambda g: predict_patches(model, g, config.patches.size, config.evaluation.patch_stride),
-        )
+
+        def patch_training(m):
+            train_phase("patch", m, _patches(train, config), _patches(val, config))
+
+        model = _load_or_train(out / "patch.safetensors", config, metadata, patch_training)
+        patch_size, stride = config.patches.size, config.evaluation.patch_stride
+        _score(out, "patch", test, config, lambda g: predict_patches(model, g, patch_size, stride))
         _score(out, "frozen", test, config, lambda g: predict_image(model, g))
     if "finetune" in phases:
         if "patch" not in phases:

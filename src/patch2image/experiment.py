@@ -35,7 +35,7 @@ from patch2image.patch_database import patch_database
 from patch2image.preprocessing import multiple_of_4, resize, resize_label
 from patch2image.training import distributed
 from patch2image.training.fit import TrainingData, fit, resolve_device
-from patch2image.weights import save_weights
+from patch2image.weights import read_weights, save_weights
 
 ROWS = {"patch": "Patch", "frozen": "Image/Frozen", "finetuned": "Image/Fine-tuned", "scratch": "Image/Scratch"}
 TABLE_METRICS = ("auc", "spec", "sens", "acc", "dice", "jaccard", "auprc")
@@ -138,7 +138,7 @@ def run_experiment(
             raise UserError(f"{config.name}: phases.finetune needs phases.patch, whose weights it starts from")
 
         def fine_tune(m):
-            m.load_state_dict(_read_weights_state(out / "patch.safetensors"))
+            m.load_state_dict(read_weights(out / "patch.safetensors")[0])
             train_phase("finetune", m, train.training_data(), val.training_data())
 
         model = _load_or_train(out / "finetuned.safetensors", config, metadata, fine_tune)
@@ -203,19 +203,13 @@ def _load_or_train(weights: Path, config: Config, metadata: dict, train) -> torc
     torch.manual_seed(config.seed)  # the same initial weights for every phase that starts from scratch
     model = create_network(config.network)
     if weights.exists():
-        model.load_state_dict(_read_weights_state(weights))
+        model.load_state_dict(read_weights(weights)[0])
     else:
         train(model)
         if distributed.is_main():
             save_weights(weights, model, metadata)
     distributed.barrier()
     return model.eval()
-
-
-def _read_weights_state(path: Path) -> dict:
-    from patch2image.weights import read_weights
-
-    return read_weights(path)[0]
 
 
 def _score(out: Path, row: str, test: PreparedImages, config: Config, predict) -> None:

@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from patch2image.errors import UserError
@@ -43,6 +43,12 @@ def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metada
             raise OSError(str(exc)) from exc
 
 
+def read_safetensors(path: str | Path, device: str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and raw string metadata of a safetensors file, reading it once."""
+    with safe_open(str(path), framework="pt", device=device) as handle:
+        return {key: handle.get_tensor(key) for key in handle.keys()}, handle.metadata() or {}
+
+
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Tensors and metadata of a safetensors file; anything else is refused with a clear message."""
     path = Path(path)
@@ -55,11 +61,8 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     if head[:1] == b"\x80" or head == b"PK":
         raise UserError(f"{path}: a pickle checkpoint; patch2image loads weights only from safetensors")
     try:
-        tensors = load_file(str(path))
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = json.loads((handle.metadata() or {}).get(_KEY, "{}"))
+        tensors, raw = read_safetensors(path)
+        metadata = json.loads(raw.get(_KEY, "{}"))
     except (SafetensorError, OSError, ValueError) as exc:
         raise UserError(f"{path}: not a readable safetensors file ({exc})") from None
     return tensors, metadata

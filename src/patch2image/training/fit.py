@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from tqdm import tqdm
 
 from patch2image.config import AugmentationConfig, PhaseConfig
@@ -24,7 +23,7 @@ from patch2image.errors import UserError
 from patch2image.training import distributed
 from patch2image.training.augmentation import augment
 from patch2image.training.loss import bce_dice_loss
-from patch2image.weights import write_safetensors
+from patch2image.weights import read_safetensors, write_safetensors
 
 LR_FACTOR, LR_PATIENCE, LR_FLOOR = 0.2, 5, 1e-5
 
@@ -206,12 +205,9 @@ def _save_checkpoint(path: Path, model, optimizer, best: dict, state: dict) -> N
 
 
 def _load_checkpoint(path: Path, model, optimizer, device) -> tuple[dict, dict]:
-    from safetensors import safe_open
-
     try:
-        tensors = load_file(str(path), device=str(device))
-        with safe_open(str(path), framework="pt") as handle:
-            state = json.loads(handle.metadata()["state"])
+        tensors, metadata = read_safetensors(path, str(device))
+        state = json.loads(metadata["state"])
     except Exception as exc:  # any damage to the file means the same thing to the user
         raise UserError(f"{path}: unreadable checkpoint ({exc}); delete it to restart this phase") from None
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})

@@ -13,8 +13,8 @@ import warnings
 from patch2image.errors import UserError
 
 
-def _add_dataset_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
-    parser.add_argument("path", nargs="?", help="dataset root (DRIVE, STARE, CHASE_DB1, IDRiD or a folder)")
+def _add_dataset_args(parser: argparse.ArgumentParser) -> None:
+    """--kind and the --images/--labels/--masks form of a user's own data (data check, evaluate)."""
     parser.add_argument("--kind", choices=["drive", "stare", "chase_db1", "idrid", "folder"])
     parser.add_argument("--images", help="folder of images (your own data)")
     parser.add_argument("--labels", help="folder of labels, paired with the images by name")
@@ -188,10 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", nargs="?", help="a run directory of `patch2image train`")
     evaluate.add_argument("--model", help="a shipped model's name or a .safetensors file")
     evaluate.add_argument("--dataset", help="dataset root (DRIVE, STARE, CHASE_DB1, IDRiD or a folder)")
-    evaluate.add_argument("--kind", choices=["drive", "stare", "chase_db1", "idrid", "folder"])
-    evaluate.add_argument("--images", help="folder of images (your own data; all are test images)")
-    evaluate.add_argument("--labels", help="folder of labels, paired with the images by name")
-    evaluate.add_argument("--masks", help="folder of field-of-view masks (optional)")
+    _add_dataset_args(evaluate)  # with --images, all images are test images
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
     evaluate.add_argument("--fold", type=int, help="STARE and CHASE_DB1: the fold whose split to score")
     evaluate.add_argument("--mode", default="image", choices=["image", "patch"])
@@ -213,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = commands.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     check = data.add_parser("check", help="check a dataset's layout and files")
+    check.add_argument("path", nargs="?", help="dataset root (DRIVE, STARE, CHASE_DB1, IDRiD or a folder)")
     _add_dataset_args(check)
     check.set_defaults(run=cmd_data_check)
     return parser

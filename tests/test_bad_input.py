@@ -19,6 +19,7 @@ import gzip
 import json
 import os
 import struct
+import sys
 import zlib
 from pathlib import Path
 
@@ -364,6 +365,9 @@ CONFIGS = [
     pytest.param(_smoke(**{"phases.patch.lr": -1}), "phases.patch.lr: -1.0 is out of range", id="negative-lr"),
     pytest.param(_smoke(**{"dataset.val_fraction": 1}), "dataset.val_fraction: 1.0 is out of range", id="val-1"),
     pytest.param(_smoke(**{"dataset.fold": 1}), "dataset.fold: synthetic has no folds", id="fold-without-folds"),
+    pytest.param(_smoke(**{"evaluation.threshold": 2}), "evaluation.threshold: 2.0 is out of range", id="threshold-2"),
+    pytest.param(_smoke(**{"evaluation.threshold": "best"}), "threshold: 'best' is out of range", id="threshold-word"),
+    pytest.param(_smoke(**{"evaluation.threshold": [1]}), "threshold: expected float or str", id="threshold-list"),
     pytest.param(
         _smoke(dataset={"kind": "drive", "path": "/nonexistent/DRIVE"}),
         "dataset.path '/nonexistent/DRIVE' does not exist",
@@ -503,6 +507,33 @@ def test_good_weights_load(tmp_path):
     save_weights(tmp_path / "x.safetensors", create_network("mini-unet"), {"network": "mini-unet"})
     model, metadata = load_model(tmp_path / "x.safetensors")
     assert type(model).__name__ == "MiniUnet" and metadata == {"network": "mini-unet"} and not model.training
+
+
+def test_weights_naming_user_code_import_it_only_when_asked(tmp_path, capsys, monkeypatch, one_image):
+    # A weights file must not make us import a module: the user names it with --network.
+    (tmp_path / "my_net.py").write_text(
+        "import pathlib\n"
+        "from torch import nn\n"
+        "pathlib.Path(__file__).with_name('imported').touch()\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv2d(1, 1, 3, padding=1)\n"
+        "    def forward(self, x):\n"
+        "        return self.conv(x)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path, weights = tmp_path / "user.safetensors", torch.nn.Module()
+    weights.conv = torch.nn.Conv2d(1, 1, 3, padding=1)
+    save_weights(path, weights, {"network": "my_net:Net"})
+    data = ("--images", one_image / "images", "--labels", one_image / "labels")
+    code, _, err = _cli(capsys, "evaluate", "--model", path, *data)
+    _one_error(code, err, f"error: {path}", "pass --network my_net:Net")
+    assert not (tmp_path / "imported").exists()
+
+    model, _ = load_model(path, network="my_net:Net")
+    assert type(model).__name__ == "Net" and (tmp_path / "imported").exists()
+    sys.modules.pop("my_net", None)
 
 
 # --- an image smaller than a patch ---------------------------------------------------------------------------

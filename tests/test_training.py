@@ -97,6 +97,28 @@ def test_same_seed_same_weights(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_threshold_validation_scores_at_the_dice_best_threshold_of_the_validation_images(tmp_path, capsys):
+    from patch2image.config import load_config
+    from patch2image.experiment import open_experiment_dataset, prepare_images
+    from patch2image.inference import predict_image
+    from patch2image.metrics import best_dice_threshold
+    from patch2image.weights import load_model
+
+    config, out = _smoke_run(
+        tmp_path, phases={"patch": {"epochs": 2, "batch_size": 32}}, evaluation={"threshold": "validation"}
+    )
+    assert main(["train", str(config), "--out", str(out), "--quiet"]) == 0
+    assert "thresholds chosen on validation images" in capsys.readouterr().out
+    loaded = load_config(config)
+    dataset = open_experiment_dataset(loaded, out)
+    val = prepare_images(dataset, dataset.files("val", val_fraction=0.2, seed=0), (64, 64), loaded)
+    model, _ = load_model(out / "patch.safetensors")
+    expected = best_dice_threshold([predict_image(model, grey) for grey in val.grey], list(val.label))
+    result = json.loads((out / "metrics" / "frozen.json").read_text())
+    assert result["whole"]["threshold"] == result["fov"]["threshold"] == pytest.approx(expected)
+    assert expected != 0.5
+
+
 def test_existing_run_dir_is_not_overwritten_without_resume(tmp_path, capsys):
     config, out = _smoke_run(tmp_path, phases={"patch": {"epochs": 1, "batch_size": 32}})
     assert main(["train", str(config), "--out", str(out), "--quiet"]) == 0

@@ -102,10 +102,13 @@ def cmd_train(args) -> int:
     from patch2image.config import load_config
     from patch2image.experiment import format_results, run_experiment
 
-    summary = run_experiment(load_config(args.config), args.out, args.resume, args.quiet, args.device)
+    config = load_config(args.config)
+    summary = run_experiment(config, args.out, args.resume, args.quiet, args.device)
     if not summary:  # a torchrun process other than rank 0
         return 0
-    print(f"results in {args.out} (whole image, threshold 0.5, mean over test images)")
+    threshold = config.evaluation.threshold
+    scored = "thresholds chosen on validation images" if threshold == "validation" else f"threshold {threshold:g}"
+    print(f"results in {args.out} (whole image, {scored}, mean over test images)")
     print(format_results(summary))
     return 0
 
@@ -135,7 +138,7 @@ def cmd_evaluate(args) -> int:
 
         if not args.model:
             raise UserError("give a RUN_DIR, or --model NAME_OR_WEIGHTS with a dataset")
-        model, metadata = load_model(args.model)
+        model, metadata = load_model(args.model, args.network)
         args.path = args.path or args.dataset
         dataset = _open_dataset(args)
         split = "all" if dataset.kind == "folder" and not dataset.folds() and args.split == "test" else args.split
@@ -187,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score a run directory, or a model on a dataset")
     evaluate.add_argument("run_dir", nargs="?", help="a run directory of `patch2image train`")
     evaluate.add_argument("--model", help="a shipped model's name or a .safetensors file")
+    evaluate.add_argument(
+        "--network",
+        metavar="MODULE:CLASS",
+        help="a user network module:Class the weights were trained with (imported only when named here)",
+    )
     evaluate.add_argument("--dataset", help="dataset root (DRIVE, STARE, CHASE_DB1, IDRiD or a folder)")
     _add_dataset_args(evaluate)  # with --images, all images are test images
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test", "all"])

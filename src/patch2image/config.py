@@ -59,7 +59,7 @@ class PhaseConfig:
 @dataclass(frozen=True)
 class EvaluationConfig:
     patch_stride: int = 2  # stride of the patch-level segmentation that scores the Patch row
-    threshold: float = 0.5
+    threshold: float | str = 0.5  # or "validation": the Dice-maximising threshold on the validation images
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,8 @@ def _check_fold(dataset: DatasetConfig, source: str) -> None:
 
 def _check_ranges(config: Config, source: str) -> None:
     """Values of the right type but out of range would fail deep in training, with a traceback."""
-    size = config.patches.size
+    size, threshold = config.patches.size, config.evaluation.threshold
+    threshold_ok = threshold == "validation" or (isinstance(threshold, float) and 0 <= threshold <= 1)
     checks = [
         ("patches.size", size, size >= 8 and size % 4 == 0, "a multiple of 4, at least 8 (the networks halve twice)"),
         ("patches.stride", config.patches.stride, config.patches.stride >= 1, "at least 1"),
@@ -160,7 +161,7 @@ def _check_ranges(config: Config, source: str) -> None:
         ("dataset.synthetic_images", config.dataset.synthetic_images, config.dataset.synthetic_images >= 2, ">= 2"),
         ("dataset.synthetic_size", config.dataset.synthetic_size, config.dataset.synthetic_size >= 16, ">= 16"),
         ("evaluation.patch_stride", config.evaluation.patch_stride, config.evaluation.patch_stride >= 1, ">= 1"),
-        ("evaluation.threshold", config.evaluation.threshold, 0 <= config.evaluation.threshold <= 1, "in [0, 1]"),
+        ("evaluation.threshold", threshold, threshold_ok, "validation, or a number in [0, 1]"),
     ]
     for name, phase in config.phases.items():
         checks += [
@@ -206,7 +207,15 @@ def _convert(hint, value, source: str, key: str):
         options = typing.get_args(hint)
         if value is None and type(None) in options:
             return None
-        hint = next(o for o in options if o is not type(None))
+        options = [o for o in options if o is not type(None)]
+        for option in options if len(options) > 1 else []:
+            try:
+                return _convert(option, value, source, key)
+            except UserError:
+                pass
+        if len(options) > 1:
+            raise UserError(f"{source}: {key}: expected {' or '.join(map(_type_name, options))}, got {value!r}")
+        hint = options[0]
         origin = typing.get_origin(hint)
     if origin is dict:
         value_hint = typing.get_args(hint)[1]

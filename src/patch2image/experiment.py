@@ -30,6 +30,7 @@ from patch2image.errors import UserError
 from patch2image.evaluation import evaluate_cases, write_evaluation
 from patch2image.files import atomic_write, write_text
 from patch2image.inference import predict_image, predict_patches
+from patch2image.metrics import best_dice_threshold
 from patch2image.networks import count_parameters, create_network
 from patch2image.patch_database import patch_database
 from patch2image.preprocessing import multiple_of_4, resize, resize_label
@@ -131,8 +132,8 @@ def run_experiment(
 
         model = _load_or_train(out / "patch.safetensors", config, metadata, patch_training)
         patch_size, stride = config.patches.size, config.evaluation.patch_stride
-        _score(out, "patch", test, config, lambda g: predict_patches(model, g, patch_size, stride))
-        _score(out, "frozen", test, config, lambda g: predict_image(model, g))
+        _score(out, "patch", test, val, config, lambda g: predict_patches(model, g, patch_size, stride))
+        _score(out, "frozen", test, val, config, lambda g: predict_image(model, g))
     if "finetune" in phases:
         if "patch" not in phases:
             raise UserError(f"{config.name}: phases.finetune needs phases.patch, whose weights it starts from")
@@ -142,21 +143,21 @@ def run_experiment(
             train_phase("finetune", m, train.training_data(), val.training_data())
 
         model = _load_or_train(out / "finetuned.safetensors", config, metadata, fine_tune)
-        _score(out, "finetuned", test, config, lambda g: predict_image(model, g))
+        _score(out, "finetuned", test, val, config, lambda g: predict_image(model, g))
     if "scratch" in phases:
 
         def from_scratch(m):
             train_phase("scratch", m, train.training_data(), val.training_data())
 
         model = _load_or_train(out / "scratch.safetensors", config, metadata, from_scratch)
-        _score(out, "scratch", test, config, lambda g: predict_image(model, g))
+        _score(out, "scratch", test, val, config, lambda g: predict_image(model, g))
     distributed.barrier()
     if not main:
         return {}
     human = out / "metrics" / "second_observer.json"
     if test.original and test.original[0].second_label is not None and not human.exists():
         cases = [(s.name, s.second_label.astype(np.float32), s.label, s.fov) for s in test.original]
-        write_evaluation(evaluate_cases(cases, config.evaluation.threshold), human)
+        write_evaluation(evaluate_cases(cases), human)  # a binary map: any threshold in (0, 1] is the same
     return results_summary(out)
 
 
@@ -212,10 +213,13 @@ def _load_or_train(weights: Path, config: Config, metadata: dict, train) -> torc
     return model.eval()
 
 
-def _score(out: Path, row: str, test: PreparedImages, config: Config, predict) -> None:
+def _score(out: Path, row: str, test: PreparedImages, val: PreparedImages, config: Config, predict) -> None:
     target = out / "metrics" / f"{row}.json"
     if target.exists() or not distributed.is_main():
         return
+    threshold = config.evaluation.threshold
+    if threshold == "validation":
+        threshold = best_dice_threshold([predict(grey) for grey in val.grey], list(val.label))
     cases = []
     for name, grey, sample in zip(test.names, test.grey, test.original, strict=True):
         prob = resize(predict(grey), sample.original_size)
@@ -224,7 +228,7 @@ def _score(out: Path, row: str, test: PreparedImages, config: Config, predict) -
             _write_png(out / "predictions" / "label" / f"{name}.png", sample.label.astype(np.float32))
             _write_png(out / "predictions" / "image" / f"{name}.png", sample.image[..., ::-1])
         cases.append((name, prob, sample.label, sample.fov))
-    write_evaluation(evaluate_cases(cases, config.evaluation.threshold), target)
+    write_evaluation(evaluate_cases(cases, threshold), target)
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:

@@ -171,6 +171,11 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``patch2image export``; sets ``run`` to :func:`cmd_export`."""
     parser.add_argument("model", metavar="NAME_OR_WEIGHTS", help="a shipped model's name or a .safetensors file")
     parser.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
+    parser.add_argument(
+        "--network",
+        metavar="MODULE:CLASS",
+        help="a user network module:Class the weights were trained with (imported only when named here)",
+    )
     parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset, 17 or later (default {OPSET})")
     parser.set_defaults(run=cmd_export)
 
@@ -179,7 +184,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Export the weights as ONNX, then check onnxruntime against PyTorch on a test image."""
     from patch2image.weights import load_model
 
-    model, metadata = load_model(args.model)
+    model, metadata = load_model(args.model, args.network)
     export_onnx(model, args.onnx, metadata, args.opset)
     x = torch.rand(1, 1, 96, 128, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():

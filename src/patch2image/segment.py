@@ -304,7 +304,7 @@ def _collect(path: Path, future: Future, report: Report) -> None:
 
 
 def load_segmentation_model(
-    name_or_path: str, backend: str | None, threads: int | None = None
+    name_or_path: str, backend: str | None, threads: int | None = None, network: str | None = None
 ) -> tuple[object, dict, str]:
     """(model, metadata, backend) for ``--model`` and ``--backend``.
 
@@ -322,7 +322,7 @@ def load_segmentation_model(
         return model, model.metadata, backend
     from patch2image.weights import load_model
 
-    model, metadata = load_model(name_or_path)
+    model, metadata = load_model(name_or_path, network)
     if backend == "onnxruntime":
         from patch2image.export import OnnxModel, onnx_bytes
 
@@ -340,6 +340,11 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
         "--model", required=True, metavar="NAME_OR_WEIGHTS", help="a shipped model, a .safetensors or a .onnx file"
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for NAME_{prob,mask,overlay}.png")
+    parser.add_argument(
+        "--network",
+        metavar="MODULE:CLASS",
+        help="a user network module:Class the weights were trained with (imported only when named here)",
+    )
     parser.add_argument(
         "--mode", choices=["image", "patch"], default="image",
         help="image: whole image (tiles if large); patch: the paper's patch-level segmentation (slow)",
@@ -400,7 +405,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
     if not files:
         return 1
-    model, metadata, backend = load_segmentation_model(args.model, args.backend, args.threads)
+    model, metadata, backend = load_segmentation_model(args.model, args.backend, args.threads, args.network)
     patch_size = int(metadata.get("patch_size") or 32)
     if args.mode == "patch" and args.stride > patch_size:
         raise UserError(f"--stride {args.stride}: must not exceed the patch size ({patch_size})")

@@ -75,12 +75,20 @@ def resolve_weights(name_or_path: str | Path) -> Path:
 
 
 def load_model(name_or_path: str | Path, network: str | None = None) -> tuple[nn.Module, dict]:
-    """Build the network the weights name (or ``network``) and load the weights into it, in eval mode."""
+    """Build the network the weights name (or ``network``) and load the weights into it, in eval mode.
+
+    The metadata may name only a registered network: a user's ``module:Class`` is imported when the
+    caller passes it as ``network``, so that a weights file from elsewhere cannot make us import code.
+    """
     path = resolve_weights(name_or_path)
     tensors, metadata = read_weights(path)
     network_name = network or metadata.get("network")
     if not network_name:
-        raise UserError(f"{path}: the metadata names no network; pass the network explicitly")
+        raise UserError(f"{path}: the metadata names no network; pass it with --network")
+    if not network and ":" in network_name:
+        raise UserError(
+            f"{path}: the metadata names the user network {network_name!r}; pass --network {network_name} to import it"
+        )
     try:
         model = create_network(network_name)
     except UserError as exc:

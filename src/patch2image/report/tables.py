@@ -115,7 +115,7 @@ def _caption(section: Section, protocol: str, aggregation: str, with_paper: bool
     threshold = f"threshold {thresholds.pop():g}" if len(thresholds) == 1 and None not in thresholds else None
     folds = max((len(g.runs) for g in section.groups), default=1)
     parts = [
-        f"Scored {PROTOCOL_LABELS[protocol]}, {threshold or 'thresholds chosen per fold'}, "
+        f"Scored {PROTOCOL_LABELS[protocol]}, {threshold or 'thresholds chosen on the validation images'}, "
         f"{AGGREGATION_LABELS[aggregation]}; {images} test images"
         + (f", {folds} cross-validation folds merged." if folds > 1 else ".")
     ]

@@ -18,10 +18,12 @@ def ship(run_dir: Path, name: str) -> Path:
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     result = read_evaluation(run_dir / "metrics" / "finetuned.json")
     run = json.loads((run_dir / "run.json").read_text())
+    threshold = result["whole"]["threshold"]  # 0.5, or the one chosen on the validation images
     metadata |= {
         "name": name,
+        "threshold": threshold,
         "metrics": {protocol: result[protocol]["mean"] for protocol in ("whole", "fov")},
-        "metrics_note": "mean over the official test images at threshold 0.5; whole image and inside the FOV",
+        "metrics_note": f"mean over the test images at threshold {threshold:g}; whole image and inside the FOV",
         "config": config,
         "wall_seconds": run.get("wall_seconds", {}),
     }

@@ -125,6 +125,16 @@ def test_patch_mode_and_threshold(model, folder, tmp_path):
     assert (np.asarray(Image.open(out / "a_mask.png")) == 255).all()
 
 
+def test_the_models_own_threshold_is_the_default(folder, tmp_path):
+    metadata = {"input_size": None, "fov_diameter": None, "threshold": 153.5 / 255}
+    model = weights(tmp_path / "chosen.safetensors", metadata)
+    for argv, threshold in [([], 154), (["--threshold", "0.5"], 128)]:  # the thresholds on the 8-bit map
+        out = tmp_path / f"out{threshold}"
+        assert run_cli([str(folder / "a.png"), "--model", model, "--out", str(out), *argv]) == 0
+        prob, mask = (np.asarray(Image.open(p)) for p in outputs(out, "a")[:2])
+        np.testing.assert_array_equal(mask == 255, prob >= threshold)
+
+
 def test_bad_arguments_and_model(model, folder, tmp_path, capsys):
     out = str(tmp_path / "out")
     assert run_cli([str(folder / "a.png"), "--model", model, "--out", out, "--threshold", "2"]) == 2

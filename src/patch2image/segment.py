@@ -1,8 +1,9 @@
 """``patch2image segment``: photographs in, probability maps, masks and overlays out.
 
 For each input ``DIR/NAME.EXT`` it writes, in ``--out``, ``NAME_prob.png`` (probability x 255, 8-bit
-grey), ``NAME_mask.png`` (0/255, probability >= ``--threshold``) and ``NAME_overlay.png`` (the
-segmentation in green over the photograph), all at the photograph's original size. A file that cannot
+grey), ``NAME_mask.png`` (0/255, probability >= ``--threshold``, by default the threshold the model
+was scored at) and ``NAME_overlay.png`` (the segmentation in green over the photograph), all at the
+photograph's original size. A file that cannot
 be read or segmented is reported on stderr as ``error: FILE: what`` and skipped; the others go on and
 the exit status is 1 at the end.
 
@@ -350,7 +351,9 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
         help="image: whole image (tiles if large); patch: the paper's patch-level segmentation (slow)",
     )  # fmt: skip
     parser.add_argument("--stride", type=int, default=2, help="patch mode: stride between patches (default 2)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="mask threshold on the probability (0.5)")
+    parser.add_argument(
+        "--threshold", type=float, help="mask threshold on the probability (default: the model's, else 0.5)"
+    )
     parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     parser.add_argument(
         "--backend", choices=["torch", "onnxruntime"], default=None,
@@ -376,7 +379,7 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
-    if not 0 <= args.threshold <= 1:
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise UserError(f"--threshold {args.threshold}: must be between 0 and 1")
     if args.stride < 1:
         raise UserError(f"--stride {args.stride}: must be at least 1")
@@ -438,7 +441,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         bar.update(1)
 
     with bar:
-        segment_files(files, segmenter, out, args.threshold, report, args.workers)
+        threshold = args.threshold if args.threshold is not None else metadata.get("threshold", 0.5)
+        segment_files(files, segmenter, out, threshold, report, args.workers)
     done = len(files) - (failed - len(problems))
     seconds = (time.perf_counter() - started) / max(1, len(files))
     print(

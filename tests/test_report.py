@@ -16,7 +16,7 @@ from PIL import Image
 from patch2image.errors import UserError
 from patch2image.evaluation import evaluate_cases, write_evaluation
 from patch2image.paper_results import ROW_LABELS, ROWS
-from patch2image.report import add_report_arguments, build_report, cmd_report
+from patch2image.report import PAGE_MARKER, add_report_arguments, build_report, cmd_report
 
 PHASES = {"patch": "patch", "frozen": "patch", "finetuned": "finetune", "scratch": "scratch"}
 
@@ -27,6 +27,8 @@ def make_run(root, name, network, kind, fold=None, rows=ROWS, images=2, seed=0, 
     run = root / name
     (run / "metrics").mkdir(parents=True)
     config = {"name": name, "network": network, "seed": 0, "protocol": "paper", "dataset": {"kind": kind, "fold": fold}}
+    config["phases"] = {phase: {"epochs": 300} for phase in ("patch", "finetune", "scratch")}
+    config["evaluation"] = {"patch_stride": 2}
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     names = [f"{kind}_{fold or 0}_{i:02d}" for i in range(images)]
     labels = {n: rng.random((24, 30)) < 0.2 for n in names}
@@ -104,7 +106,8 @@ def test_markdown_tables_hold_every_row(report):
     assert stare_whole_mean.count("| paper |") == 1  # the paper reports STARE's fine-tuned rows only
     assert "| Image/Frozen | ours (1/2 folds) |" in stare_whole_mean
     assert "4 test images, 2 cross-validation folds merged" in stare_whole_mean
-    assert "| stare-light-fold2 | STARE | Light | 2 | 8,889 | 12.5 | 12.5 | 12.5 |" in tables[-1]
+    epochs = "4 of 300 / 4 of 300 / 4 of 300"  # each phase's history rows, of the configured epochs
+    assert f"| stare-light-fold2 | STARE | Light | 2 | 8,889 | {epochs} | 2 | 12.5 | 12.5 | 12.5 |" in tables[-1]
 
 
 def test_numbers_in_tables_are_the_evaluations(report):
@@ -206,6 +209,24 @@ def test_command_line_arguments_and_folder_of_runs(tmp_path, capsys):
     assert "| Light | Patch | missing |" in markdown and "| Dense | Patch | ours |" in markdown
     assert "| paper |" not in markdown and "Human" not in markdown  # no paper figures, no second observer
     assert (tmp_path / "out" / "figures" / "folder-panel-folder_0_01.png").is_file()
+
+
+def test_page_keeps_its_introduction_and_regenerates_the_tables(tmp_path, report):
+    root, _, _ = report
+    page = tmp_path / "docs" / "drive.md"
+    page.parent.mkdir()
+    page.write_text("# DRIVE\n\nHow these runs were made.\n")
+    for _ in range(2):  # a second report replaces the tables, not appends
+        build_report([root / "drive-light"], tmp_path / "docs" / "drive", markdown_page=page)
+    text = page.read_text()
+    intro, marker, generated = text.partition(PAGE_MARKER)
+    assert intro == "# DRIVE\n\nHow these runs were made.\n" and marker
+    assert generated.count("### DRIVE: whole image, mean over images") == 1
+    tables = (tmp_path / "docs" / "drive" / "tables.md").read_text().split("\n", 2)[2]  # less its title
+    links = (
+        "Figures: [`drive/figures/`](drive/figures/); everything in one page: [`drive/report.html`](drive/report.html)."
+    )
+    assert generated == f"\n\n{tables}\n{links}\n"
 
 
 def test_malformed_or_partial_evaluations(tmp_path):

@@ -11,8 +11,8 @@ from patch2image.weights import load_model, shipped_models
 SHIPPED = [name for name, _ in shipped_models()]
 
 
-def test_the_drive_light_model_ships():
-    assert "drive-light" in SHIPPED
+def test_the_three_drive_models_ship():
+    assert {"drive-light", "drive-mini-unet", "drive-dense"} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -8,15 +8,21 @@ Writes into the output folder:
 - ``metrics/<dataset>-<network>/<row>.json`` (and ``.csv``): the evaluations of cross-validation runs,
   folds merged.
 
+With ``--page``, the tables also go into a Markdown page (e.g. ``docs/results/drive.md``) below its
+hand-written introduction, so the page is regenerated without touching the text above the tables.
+
 Heavy imports (matplotlib) wait until a report is built, so the command line starts fast.
 """
 
 import argparse
+import os
 from pathlib import Path
 
 from patch2image.errors import UserError
 
 __all__ = ["add_report_arguments", "build_report", "cmd_report"]
+
+PAGE_MARKER = "<!-- patch2image report: everything below this line is generated -->"
 
 BOXPLOT_CAPTION = (
     "Jaccard per test image (whole image, threshold of the run), one box per network and row; "
@@ -32,7 +38,12 @@ CURVES_CAPTION = (
 )
 
 
-def build_report(run_dirs: list[str | Path], out_dir: str | Path, panel_images: list[str] | None = None) -> Path:
+def build_report(
+    run_dirs: list[str | Path],
+    out_dir: str | Path,
+    panel_images: list[str] | None = None,
+    markdown_page: str | Path | None = None,
+) -> Path:
     """Build the report of the given run directories; return the path of the HTML page.
 
     Parameters
@@ -45,6 +56,9 @@ def build_report(run_dirs: list[str | Path], out_dir: str | Path, panel_images: 
     panel_images : list of str, optional
         Names of test images (file stems, e.g. ``01_test``) for the qualitative panels; each dataset
         shows those it has. Default: the first test image of each dataset.
+    markdown_page : path, optional
+        A Markdown page to write the tables into: its text above the line ``PAGE_MARKER`` is kept,
+        everything below is replaced (a new page, or one without the line, is the line and the tables).
     """
     from patch2image.evaluation import write_evaluation
     from patch2image.files import atomic_write, write_text
@@ -109,9 +123,23 @@ def build_report(run_dirs: list[str | Path], out_dir: str | Path, panel_images: 
     markdown.append(to_markdown(runs))
     latex.append(to_latex(runs))
     write_text(out / "tables.md", "\n".join(markdown))
+    if markdown_page is not None:
+        _update_page(Path(markdown_page), out, markdown[2:])
     write_text(out / "tables.tex", "\n".join(latex))
     write_text(out / "report.html", page.html())
     return out / "report.html"
+
+
+def _update_page(page: Path, out: Path, tables: list[str]) -> None:
+    from patch2image.files import write_text
+
+    kept = page.read_text().partition(PAGE_MARKER)[0] if page.is_file() else ""
+    folder = Path(os.path.relpath(out.resolve(), page.parent.resolve())).as_posix()
+    links = (
+        f"Figures: [`{folder}/figures/`]({folder}/figures/); "
+        f"everything in one page: [`{folder}/report.html`]({folder}/report.html)."
+    )
+    write_text(page, "\n".join([kept + PAGE_MARKER, "", *tables, links, ""]))
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
@@ -124,10 +152,15 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="test images (file stems) for the qualitative panels; default: the first of each dataset",
     )
+    parser.add_argument(
+        "--page",
+        metavar="MARKDOWN",
+        help="also write the tables into this Markdown page, below its hand-written text (kept)",
+    )
 
 
 def cmd_report(args) -> int:
     """Run ``patch2image report`` from parsed arguments (``run_dirs``, ``out``, optional ``images``)."""
-    path = build_report(args.run_dirs, args.out, getattr(args, "images", None))
+    path = build_report(args.run_dirs, args.out, getattr(args, "images", None), getattr(args, "page", None))
     print(f"report in {path}")
     return 0

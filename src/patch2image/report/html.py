@@ -15,7 +15,7 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; 
 table { border-collapse: collapse; margin: 1em 0 2em; font-size: 0.85em; }
 caption { caption-side: bottom; text-align: left; padding-top: 0.4em; color: #555; max-width: 60em; }
 th, td { padding: 0.15em 0.6em; border-bottom: 1px solid #e4e4e4; }
-td:nth-child(n+4), th:nth-child(n+4) { text-align: right; font-variant-numeric: tabular-nums; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.paper td { color: #666; } tr.delta td { color: #666; font-style: italic; }
 tr.missing td { color: #b00; } tr.human td { border-top: 1px solid #999; }
 figure { margin: 1em 0 2em; } figure img { max-width: 100%; }

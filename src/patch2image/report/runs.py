@@ -42,6 +42,13 @@ class Run:
     results: dict[str, dict]  # row (or "second_observer") -> evaluation result
     history: list[dict]  # history.csv rows, numbers as floats
     info: dict  # run.json
+    config: dict = field(default_factory=dict)  # config.yaml
+
+    def epochs(self, phase: str) -> tuple[int, int | None]:
+        """Epochs ``phase`` ran (from the history) and the most its configuration allowed."""
+        ran = sum(1 for row in self.history if row.get("phase") == phase)
+        allowed = ((self.config.get("phases") or {}).get(phase) or {}).get("epochs")
+        return ran, allowed
 
     @property
     def label(self) -> str:
@@ -127,6 +134,7 @@ def load_run(path: Path) -> Run:
         results=results,
         history=_read_history(path / "history.csv"),
         info=json.loads((path / "run.json").read_text()) if (path / "run.json").is_file() else {},
+        config=config,
     )
 
 

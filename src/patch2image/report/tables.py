@@ -46,6 +46,7 @@ class Table:
     rows: list[list[str]] = field(default_factory=list)
     kinds: list[str] = field(default_factory=list)
     blocks: bool = False
+    numeric: int = 0  # how many trailing columns hold numbers (right-aligned)
 
     def add(self, cells: list[str], kind: str = "ours") -> None:
         self.rows.append(cells)
@@ -74,6 +75,7 @@ def results_table(section: Section, protocol: str, aggregation: str) -> Table:
         caption=_caption(section, protocol, aggregation, with_paper),
         header=["Network", "Row", "Source", *(METRIC_LABELS[m] for m in METRICS)],
         blocks=True,
+        numeric=len(METRICS),
     )
     for group in section.groups:
         folds = len(group.runs)
@@ -134,12 +136,28 @@ def _caption(section: Section, protocol: str, aggregation: str, with_paper: bool
 
 
 def runs_table(sections: list[Section]) -> Table:
-    """Which run directories the report reads, with their wall times."""
+    """Which run directories the report reads, with their configuration and wall times."""
     table = Table(
         key="runs",
         title="Runs",
-        caption="The run directories this report reads; wall-clock seconds per training phase (run.json).",
-        header=["Run", "Dataset", "Network", "Fold", "Parameters", "Patch (s)", "Fine-tune (s)", "Scratch (s)"],
+        caption=(
+            "The run directories this report reads. Epochs: those each phase ran of the most its configuration "
+            "allows (patch / fine-tune / scratch; patch stops early without improvement); Patch-row stride: the "
+            "stride of patch-mode inference for the Patch row (paper: 2); wall-clock seconds per training phase."
+        ),
+        header=[
+            "Run",
+            "Dataset",
+            "Network",
+            "Fold",
+            "Parameters",
+            "Epochs",
+            "Patch-row stride",
+            "Patch (s)",
+            "Fine-tune (s)",
+            "Scratch (s)",
+        ],
+        numeric=3,
     )
     for section in sections:
         for run in section.runs:
@@ -152,10 +170,16 @@ def runs_table(sections: list[Section]) -> Table:
                     network_label(run.network),
                     "" if run.fold is None else str(run.fold),
                     f"{parameters:,}" if isinstance(parameters, int) else "",
+                    " / ".join(_epochs(*run.epochs(phase)) for phase in ("patch", "finetune", "scratch")),
+                    str((run.config.get("evaluation") or {}).get("patch_stride", "")),
                     *(_seconds(seconds.get(phase)) for phase in ("patch", "finetune", "scratch")),
                 ]
             )
     return table
+
+
+def _epochs(ran: int, allowed: int | None) -> str:
+    return str(ran) if allowed is None else f"{ran} of {allowed}"
 
 
 def _seconds(value) -> str:
@@ -170,9 +194,7 @@ def to_markdown(table: Table) -> str:
     def line(cells):
         return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
-    align = ["---"] * (len(table.header) - len(METRICS)) + ["---:"] * len(METRICS)
-    if len(table.header) != len(METRICS) + 3:
-        align = ["---"] * len(table.header)
+    align = ["---"] * (len(table.header) - table.numeric) + ["---:"] * table.numeric
     lines = [f"### {table.title}", "", line(table.header), "| " + " | ".join(align) + " |"]
     lines += [line(row) for row in table.rows]
     return "\n".join([*lines, "", table.caption, ""])
@@ -189,8 +211,7 @@ def latex_escape(text: str) -> str:
 
 def to_latex(table: Table) -> str:
     """A ``table`` float with a booktabs ``tabular`` (needs ``\\usepackage{booktabs}``)."""
-    numeric = len(METRICS) if len(table.header) == len(METRICS) + 3 else 0
-    spec = "l" * (len(table.header) - numeric) + "r" * numeric
+    spec = "l" * (len(table.header) - table.numeric) + "r" * table.numeric
     lines = [
         r"\begin{table}[htbp]",
         r"\centering",
@@ -210,12 +231,19 @@ def to_latex(table: Table) -> str:
 
 
 def to_html(table: Table) -> str:
-    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in table.header)
+    first_number = len(table.header) - table.numeric
+
+    def cells(tag: str, row: list[str]) -> str:
+        return "".join(
+            f'<{tag} class="num">{html.escape(c)}</{tag}>' if i >= first_number else f"<{tag}>{html.escape(c)}</{tag}>"
+            for i, c in enumerate(row)
+        )
+
     body = []
     for row, kind in zip(table.rows, table.kinds, strict=True):
-        cells = "".join(f"<td>{html.escape(cell)}</td>" for cell in row)
-        body.append(f'<tr class="{kind}">{cells}</tr>')
+        body.append(f'<tr class="{kind}">{cells("td", row)}</tr>')
     return (
         f'<table id="table-{html.escape(table.key)}"><caption><strong>{html.escape(table.title)}.</strong> '
-        f"{html.escape(table.caption)}</caption><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        f"{html.escape(table.caption)}</caption><thead><tr>{cells('th', table.header)}</tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table>"
     )

@@ -1,6 +1,8 @@
 """Copy a run's fine-tuned weights into the package as a shipped model, with its metrics in the metadata.
 
-.venv/bin/python scripts/ship_model.py runs/drive-light-budget drive-light
+.venv/bin/python scripts/ship_model.py runs/drive-light drive-light
+.venv/bin/python scripts/ship_model.py runs/drive-mini-unet-budget drive-mini-unet
+.venv/bin/python scripts/ship_model.py runs/drive-dense-budget drive-dense
 """
 
 import json

@@ -160,7 +160,7 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_report(args) -> int:
-    """Run ``patch2image report`` from parsed arguments (``run_dirs``, ``out``, optional ``images``)."""
+    """Run ``patch2image report`` from parsed arguments (``run_dirs``, ``out``, optional ``images`` and ``page``)."""
     path = build_report(args.run_dirs, args.out, getattr(args, "images", None), getattr(args, "page", None))
     print(f"report in {path}")
     return 0

@@ -103,7 +103,7 @@ def test_markdown_tables_hold_every_row(report):
     assert "| Image/Scratch | missing | — | — |" in drive_whole_mean  # Mini-Unet skipped scratch
     assert "paper" not in drive_fov_mean.split("\n\n")[1]
     stare_whole_mean = tables[4]
-    assert stare_whole_mean.count("| paper |") == 1  # the paper reports STARE's fine-tuned rows only
+    assert stare_whole_mean.count("| paper |") == 4 and stare_whole_mean.count("| Δ |") == 4  # Table 2 gives every row
     assert "| Image/Frozen | ours (1/2 folds) |" in stare_whole_mean
     assert "4 test images, 2 cross-validation folds merged" in stare_whole_mean
     epochs = "4 of 300 / 4 of 300 / 4 of 300"  # each phase's history rows, of the configured epochs

@@ -41,9 +41,24 @@ def test_perfect_prediction_has_near_zero_loss():
 
 def test_augmentation_moves_image_and_label_together():
     x = torch.rand(16, 1, 32, 32)
-    x, y = augment(x, (x > 0.5).float(), torch.Generator().manual_seed(0), flip=True, translate=0.1)
+    x, y = augment(x, (x > 0.5).float(), torch.Generator().manual_seed(0), AugmentationConfig())
     assert x.shape == y.shape == (16, 1, 32, 32)
     assert torch.equal(x > 0.5, y > 0.5)
+
+
+def test_augmentation_flips_both_ways_and_shifts_within_the_limit():
+    x = torch.zeros(64, 1, 20, 20)
+    x[:, :, 2, 3] = 1  # one marked pixel: where it lands tells the flip and the shift
+    moved, _ = augment(x, x.clone(), torch.Generator().manual_seed(0), AugmentationConfig(translate=0.1))
+    rows, cols = [], []
+    for image in moved[:, 0]:
+        r, c = torch.nonzero(image == 1)[0].tolist()
+        rows.append(r)
+        cols.append(c)
+    # a flip sends row 2 near row 17 (and column 3 near 16); a shift moves it by at most 2
+    assert any(r <= 4 for r in rows) and any(r >= 15 for r in rows)
+    assert any(c <= 5 for c in cols) and any(c >= 14 for c in cols)
+    assert all(r <= 4 or r >= 15 for r in rows) and all(c <= 5 or c >= 14 for c in cols)
 
 
 def test_grid_patches_cover_the_image_and_match_labels():

@@ -44,8 +44,10 @@ class PatchConfig:
 
 @dataclass(frozen=True)
 class AugmentationConfig:
-    flip: bool = True
-    translate: float = 0.1
+    flip: bool = True  # random horizontal flips
+    vertical_flip: bool = True
+    translate: float = 0.1  # random shifts up to this fraction of the width and height
+    level: str = "image"  # patch phase: augment whole images, then cut patches (reference code), or each "patch"
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,8 @@ def config_from_dict(raw, source: str = "configuration") -> Config:
         raise UserError(f"{source}: dataset.kind: {config.dataset.kind!r} is not one of {', '.join(DATASET_KINDS)}")
     if config.precision not in ("bf16", "fp32"):
         raise UserError(f"{source}: precision: {config.precision!r} is not one of bf16, fp32")
+    if config.augmentation.level not in ("image", "patch"):
+        raise UserError(f"{source}: augmentation.level: {config.augmentation.level!r} is not image or patch")
     if config.patches.sampling not in ("grid", "balanced", "random"):
         raise UserError(f"{source}: patches.sampling: {config.patches.sampling!r} is not grid, balanced or random")
     if config.dataset.kind != "synthetic" and not config.dataset.path:
@@ -156,6 +160,7 @@ def _check_ranges(config: Config, source: str) -> None:
         ("patches.stride", config.patches.stride, config.patches.stride >= 1, "at least 1"),
         ("patches.per_class", config.patches.per_class, config.patches.per_class >= 1, "at least 1"),
         ("patches.count", config.patches.count, config.patches.count >= 1, "at least 1"),
+        ("augmentation.translate", config.augmentation.translate, 0 <= config.augmentation.translate < 0.5, "< 0.5"),
         ("dataset.val_fraction", config.dataset.val_fraction, 0 <= config.dataset.val_fraction < 1, "in [0, 1)"),
         ("dataset.size", config.dataset.size, _is_size(config.dataset.size), "[height, width], each at least 8"),
         ("dataset.synthetic_images", config.dataset.synthetic_images, config.dataset.synthetic_images >= 2, ">= 2"),

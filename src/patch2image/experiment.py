@@ -35,6 +35,7 @@ from patch2image.networks import count_parameters, create_network
 from patch2image.patch_database import patch_database
 from patch2image.preprocessing import multiple_of_4, resize, resize_label
 from patch2image.training import distributed
+from patch2image.training.augmentation import augment
 from patch2image.training.fit import TrainingData, fit, resolve_device
 from patch2image.weights import read_weights, save_weights
 
@@ -110,12 +111,11 @@ def run_experiment(
     }
     phases = config.phases
 
-    def train_phase(phase: str, model: torch.nn.Module, train_data: TrainingData, val_data: TrainingData):
+    def train_phase(phase: str, model: torch.nn.Module, train_data, val_data: TrainingData, augmentation):
         started = time.perf_counter()
         rows = fit(
             model, train_data, val_data, phase, phases[phase], out / "checkpoints" / f"{phase}.safetensors",
-            seed=config.seed, augmentation=config.augmentation, precision=config.precision, quiet=quiet,
-            device=device,
+            seed=config.seed, augmentation=augmentation, precision=config.precision, quiet=quiet, device=device,
         )  # fmt: skip
         if not main:
             return
@@ -128,7 +128,10 @@ def run_experiment(
     if "patch" in phases:
 
         def patch_training(m):
-            train_phase("patch", m, _patches(train, config), _patches(val, config))
+            if config.augmentation.level == "image":
+                train_phase("patch", m, _augmented_patches(train, config), _patches(val, config), None)
+            else:
+                train_phase("patch", m, _patches(train, config), _patches(val, config), config.augmentation)
 
         model = _load_or_train(out / "patch.safetensors", config, metadata, patch_training)
         patch_size, stride = config.patches.size, config.evaluation.patch_stride
@@ -140,14 +143,14 @@ def run_experiment(
 
         def fine_tune(m):
             m.load_state_dict(read_weights(out / "patch.safetensors")[0])
-            train_phase("finetune", m, train.training_data(), val.training_data())
+            train_phase("finetune", m, train.training_data(), val.training_data(), config.augmentation)
 
         model = _load_or_train(out / "finetuned.safetensors", config, metadata, fine_tune)
         _score(out, "finetuned", test, val, config, lambda g: predict_image(model, g))
     if "scratch" in phases:
 
         def from_scratch(m):
-            train_phase("scratch", m, train.training_data(), val.training_data())
+            train_phase("scratch", m, train.training_data(), val.training_data(), config.augmentation)
 
         model = _load_or_train(out / "scratch.safetensors", config, metadata, from_scratch)
         _score(out, "scratch", test, val, config, lambda g: predict_image(model, g))
@@ -198,6 +201,18 @@ def prepare_images(dataset: Dataset, files, size, config: Config, keep_original:
 def _patches(images: PreparedImages, config: Config) -> TrainingData:
     x, y = patch_database(images.grey, images.label, config.patches, config.seed)
     return TrainingData(x, y)
+
+
+def _augmented_patches(images: PreparedImages, config: Config):
+    """Each epoch's patches, cut from whole training images augmented afresh (the reference code's order)."""
+    whole = images.training_data()
+
+    def epoch_patches(generator: torch.Generator) -> TrainingData:
+        x, y = augment(whole.x, whole.y, generator, config.augmentation)
+        seed = int(torch.randint(2**31, (1,), generator=generator))  # balanced sampling: new centres each epoch
+        return TrainingData(*patch_database(x[:, 0].numpy(), y[:, 0].numpy(), config.patches, seed))
+
+    return epoch_patches
 
 
 def _load_or_train(weights: Path, config: Config, metadata: dict, train) -> torch.nn.Module:

@@ -2,6 +2,11 @@
 
 The width F that sizes each dense layer is tracked apart from the number of channels the
 concatenations accumulate, as in the reference code; this is what gives the exact count.
+
+Like the reference, it sets no initialiser and no BatchNorm momentum, so Keras's defaults hold:
+glorot-uniform kernels, zero biases, and running statistics that move by 1% a batch (Keras'
+momentum 0.99 is PyTorch's 0.01; PyTorch's own default, 0.1, follows each batch ten times faster).
+The BatchNorm epsilon, 1.1e-5, is the one DenseNet code sets explicitly.
 """
 
 import torch
@@ -10,10 +15,11 @@ from torch import nn
 from patch2image.networks.initialisation import keras_initialise
 
 _EPS = 1.1e-5
+_MOMENTUM = 0.01  # Keras' default momentum 0.99, in PyTorch's convention
 
 
 def _bn_relu(c: int) -> list[nn.Module]:
-    return [nn.BatchNorm2d(c, eps=_EPS), nn.ReLU(inplace=True)]
+    return [nn.BatchNorm2d(c, eps=_EPS, momentum=_MOMENTUM), nn.ReLU(inplace=True)]
 
 
 class DenseLayer(nn.Module):
@@ -48,7 +54,7 @@ class Dense(nn.Module):
             channels = width
         layers += [*_bn_relu(channels), nn.Conv2d(channels, 1, 3, padding=1)]
         self.body = nn.Sequential(*layers)
-        keras_initialise(self, "he_normal")  # the reference DenseNet code's choice
+        keras_initialise(self)
 
     def forward(self, x):
         return self.body(x)

@@ -9,13 +9,10 @@ kernels and zero biases, as in Keras, it trains (measured on DRIVE patches: vali
 from torch import nn
 
 
-def keras_initialise(module: nn.Module, kernel: str = "glorot_uniform") -> None:
-    """Initialise every convolution of ``module``: ``glorot_uniform`` or ``he_normal`` kernels, zero biases."""
+def keras_initialise(module: nn.Module) -> None:
+    """Initialise every convolution of ``module`` as Keras does: Glorot-uniform kernels, zero biases."""
     for layer in module.modules():
         if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d):
-            if kernel == "he_normal":
-                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-            else:
-                nn.init.xavier_uniform_(layer.weight)
+            nn.init.xavier_uniform_(layer.weight)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)

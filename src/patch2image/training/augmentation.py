@@ -1,23 +1,28 @@
-"""On-the-fly augmentation (SPEC section 2): random horizontal flips and translations.
+"""On-the-fly augmentation: random horizontal and vertical flips and translations.
 
 Translations shift by up to ``translate`` of the width and height and fill the uncovered border
-by replicating the edge, as Keras' ImageDataGenerator does by default ('nearest').
+by replicating the edge, as Keras' ImageDataGenerator does by default ('nearest'). The reference
+code augments whole images and then cuts the patches (``level: image``); augmenting each patch on
+its own (``level: patch``) is the scheme of the project's first DRIVE runs, kept to reproduce them.
 """
 
 import torch
 import torch.nn.functional as F
 
+from patch2image.config import AugmentationConfig
+
 
 def augment(
-    x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, flip: bool = True, translate: float = 0.1
+    x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, config: AugmentationConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Augment a batch (N, C, H, W) of inputs and the matching targets identically."""
     n, _, height, width = x.shape
     both = torch.cat([x, y], dim=1)
-    if flip:
-        flipped = torch.rand(n, generator=generator) < 0.5
-        both = torch.where(flipped[:, None, None, None], both.flip(-1), both)
-    max_dy, max_dx = int(translate * height), int(translate * width)
+    for enabled, dim in ((config.flip, -1), (config.vertical_flip, -2)):
+        if enabled:
+            flipped = torch.rand(n, generator=generator) < 0.5
+            both = torch.where(flipped[:, None, None, None], both.flip(dim), both)
+    max_dy, max_dx = int(config.translate * height), int(config.translate * width)
     if max_dy or max_dx:
         padded = F.pad(both, (max_dx, max_dx, max_dy, max_dy), mode="replicate")
         dys = torch.randint(0, 2 * max_dy + 1, (n,), generator=generator).tolist()

@@ -12,6 +12,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,10 @@ class TrainingData:
         return len(self.x)
 
 
+EpochData = Callable[[torch.Generator], TrainingData]
+"""A training set drawn afresh each epoch from the epoch's generator: patches cut from augmented images."""
+
+
 def autocast(precision: str, device: torch.device | str = "cpu"):
     if precision == "bf16":
         return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
@@ -56,7 +61,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def fit(
     model: torch.nn.Module,
-    train: TrainingData,
+    train: TrainingData | EpochData,
     val: TrainingData,
     phase: str,
     config: PhaseConfig,
@@ -70,6 +75,8 @@ def fit(
 ) -> list[dict]:
     """Train ``model`` in place, resuming from ``checkpoint`` when it exists; return the epoch rows.
 
+    ``train`` is a fixed set, augmented batch by batch with ``augmentation`` (none when it is None),
+    or a function that draws each epoch's set from the epoch's generator, already augmented.
     On return the model holds the weights of the epoch with the best validation loss. Under
     torchrun the model is wrapped in DistributedDataParallel and rank 0 validates and checkpoints.
 
@@ -79,7 +86,6 @@ def fit(
     interrupted, and the checkpoint holds the last finished epoch.
     """
     device = torch.device(device)
-    augmentation = augmentation or AugmentationConfig()
     # Denormal floats appear as the weights settle and slow CPU kernels by an order of magnitude.
     torch.set_flush_denormal(True)
     model.to(device, memory_format=torch.channels_last)
@@ -97,10 +103,11 @@ def fit(
         epoch += 1
         started = time.perf_counter()
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        data = train(generator) if callable(train) else train
         loss = _train_epoch(
             trained,
             optimizer,
-            train,
+            data,
             config.batch_size,
             generator,
             augmentation,
@@ -160,8 +167,11 @@ def _train_epoch(model, optimizer, data, batch_size, generator, augmentation, pr
     bar = tqdm(batches, desc=label, disable=quiet or not distributed.is_main(), leave=False, unit="batch")
     for index in bar:
         # Every process draws the whole batch and its augmentation, then keeps its own share.
-        x, y = augment(data.x[index], data.y[index], generator, augmentation.flip, augmentation.translate)
-        x, y = distributed.shard(x).to(device), distributed.shard(y).to(device)
+        x, y = data.x[index], data.y[index]
+        if augmentation is not None:
+            x, y = augment(x, y, generator, augmentation)
+        x = distributed.shard(x).to(device, memory_format=torch.channels_last)
+        y = distributed.shard(y).to(device)
         with autocast(precision, device):
             logits = model(x)
         loss = bce_dice_loss(logits, y)

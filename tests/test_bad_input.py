@@ -397,10 +397,12 @@ CONFIGS = [
 
 
 @pytest.mark.parametrize(("config", "says"), CONFIGS)
-def test_bad_configuration_names_the_key(tmp_path, capsys, datasets, config, says):
+def test_bad_configuration_names_the_key(tmp_path, capsys, request, config, says):
     path = tmp_path / "bad.yaml"
     if isinstance(config, dict):
-        config = yaml.safe_dump(config).replace("{datasets}", str(datasets))
+        config = yaml.safe_dump(config)
+        if "{datasets}" in config:
+            config = config.replace("{datasets}", str(request.getfixturevalue("datasets")))
     path.write_text(config)
     code, _, err = _cli(capsys, "train", path, "--out", tmp_path / "run")
     _one_error(code, err, f"error: {path}: ", says)

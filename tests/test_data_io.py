@@ -21,7 +21,7 @@ from patch2image.data import (
     read_image,
     read_mask,
 )
-from patch2image.data.folder import sample_name
+from patch2image.data.pairing import sample_name
 from patch2image.errors import UserError
 
 RNG = np.random.default_rng(0)

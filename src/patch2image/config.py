@@ -5,21 +5,18 @@ refused with the key's dotted name and the type expected.
 """
 
 import dataclasses
-import json
 import types
 import typing
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import yaml
 
+from patch2image.data.datasets import DATASETS
 from patch2image.errors import UserError
 from patch2image.preprocessing import Preprocessing
 
-DATASET_KINDS = ("drive", "stare", "chase_db1", "idrid", "folder", "synthetic")
-FOLD_DATASETS = {"stare": "STARE", "chase_db1": "CHASE_DB1"}
-"""The kinds evaluated by cross-validation, with their key in ``data/folds.json``."""
+DATASET_KINDS = (*DATASETS, "synthetic")
 
 
 @dataclass(frozen=True)
@@ -138,12 +135,11 @@ def config_from_dict(raw, source: str = "configuration") -> Config:
 def _check_fold(dataset: DatasetConfig, source: str) -> None:
     """A fold the dataset has, or none for a dataset with a train/test split: checked before any run starts."""
     kind, fold = dataset.kind, dataset.fold
-    if kind not in FOLD_DATASETS:
+    folds = DATASETS[kind].folds() if kind in DATASETS else []
+    if not folds:
         if fold is not None:
             raise UserError(f"{source}: dataset.fold: {kind} has no folds (it has a train/test split); leave it unset")
         return
-    text = resources.files("patch2image").joinpath("data", "folds.json").read_text()
-    folds = sorted(entry["fold"] for entry in json.loads(text)[FOLD_DATASETS[kind]])
     span = f"folds {folds[0]}-{folds[-1]}"
     if fold is None:
         raise UserError(f"{source}: dataset.fold: required for {kind}, which uses cross-validation ({span})")

@@ -3,9 +3,10 @@
 from collections import Counter
 from pathlib import Path
 
-from patch2image.data.datasets import Dataset, held_out_count, size_mismatch
+from patch2image.data.dataset import Dataset, held_out_count
 from patch2image.data.field_of_view import FOV_METHOD
 from patch2image.data.io import inspect_image, label_value_set, read_label_values
+from patch2image.data.sample import size_mismatch
 from patch2image.errors import UserError
 
 

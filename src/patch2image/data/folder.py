@@ -1,176 +1,69 @@
-"""Pairing images with their labels, masks and second-observer labels by file name.
+"""Your own data: a folder of images/ and labels/ [masks/], or train/ and test/ [val/] each holding them."""
 
-Two files pair when their *keys* match: the file name without its extensions (``.ppm.gz`` counts
-as one), lower-cased, with the usual label/mask suffixes removed from its end as often as they
-occur (``21_training_mask.gif`` -> ``21``, ``im0001.ah.ppm.gz`` -> ``im0001``,
-``Image_01L_1stHO.png`` -> ``image_01l``). The sample's name is the image's key with its case kept.
-"""
-
-import re
 from pathlib import Path
 
-from patch2image.data.sample import SampleFiles
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm", ".pnm", ".bmp", ".webp")
-
-SUFFIXES = (
-    "mask",
-    "masks",
-    "manual",
-    r"manual\d",
-    "gt",
-    "label",
-    "labels",
-    "seg",
-    "segmentation",
-    "annotation",
-    "groundtruth",
-    r"\d(st|nd|rd|th)ho",
-    "od",
-    "training",
-    "train",
-    "test",
-    "testing",
-    "fov",
-    "roi",
-    "ah",
-    "vk",
-)
-_SUFFIX = re.compile(r"[._\- ](" + "|".join(SUFFIXES) + r")$", re.IGNORECASE)
-
-IMAGE_FOLDERS = ("images", "image", "img", "imgs", "original", "originals", "raw", "input", "inputs")
-LABEL_FOLDERS = (
-    "labels",
-    "label",
-    "manual",
-    "1st_manual",
-    "gt",
-    "groundtruth",
-    "ground_truth",
-    "annotations",
-    "annotation",
-    "masks_gt",
-    "mask_gt",
-    "targets",
-    "target",
-    "segmentations",
-)
-MASK_FOLDERS = ("masks", "mask", "fov", "fovs", "fov_masks", "roi", "rois")
-SPLIT_FOLDERS = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test", "testing")}
+from patch2image.data.dataset import TASKS, Dataset, DatasetSpec, pair_folders
+from patch2image.data.pairing import IMAGE_FOLDERS, LABEL_FOLDERS, MASK_FOLDERS, SPLIT_FOLDERS, find_child
+from patch2image.errors import UserError
 
 
-def is_image_file(path: Path) -> bool:
-    """Whether the name has an image extension (optionally followed by ``.gz``); hidden files are not."""
-    name = path.name.lower()
-    if name.startswith("."):
-        return False
-    if name.endswith(".gz"):
-        name = name[:-3]
-    return name.endswith(IMAGE_EXTENSIONS)
+def folder_dataset(images, labels=None, masks=None, task: str = "vessels") -> Dataset:
+    """A dataset from separate folders (``--images DIR --labels DIR [--masks DIR]``), all in "test" and "all".
 
-
-def list_images(folder: Path) -> list[Path]:
-    """The image files directly inside ``folder``, sorted by name."""
-    return sorted((p for p in folder.iterdir() if p.is_file() and is_image_file(p)), key=lambda p: p.name)
-
-
-def sample_name(path: Path) -> str:
-    """The name without extensions and known suffixes, case kept (``21_training.tif`` -> ``21``)."""
-    name = path.name
-    if name.lower().endswith(".gz"):
-        name = name[:-3]
-    stem, dot, extension = name.rpartition(".")
-    if dot and "." + extension.lower() in IMAGE_EXTENSIONS:
-        name = stem
-    while True:
-        shorter = _SUFFIX.sub("", name)
-        if shorter == name or not shorter:
-            return name
-        name = shorter
-
-
-def pair_key(path: Path) -> str:
-    return sample_name(path).lower()
-
-
-def find_child(folder: Path, names: tuple[str, ...]) -> Path | None:
-    """The subfolder of ``folder`` whose name is one of ``names`` (case, spaces and dashes ignored)."""
-    wanted = {_folder_key(n) for n in names}
-    matches = (
-        sorted(p for p in folder.iterdir() if p.is_dir() and _folder_key(p.name) in wanted) if folder.is_dir() else []
-    )
-    if not matches:
-        return None
-    # Prefer the earliest name in ``names``: "images" over "raw" when a folder holds both.
-    order = {_folder_key(n): i for i, n in reversed(list(enumerate(names)))}
-    return min(matches, key=lambda p: order[_folder_key(p.name)])
-
-
-def _folder_key(name: str) -> str:
-    return re.sub(r"[\s\-]+", "_", name.strip().lower())
-
-
-def pair_files(
-    images: list[Path],
-    labels: list[Path] | None = None,
-    masks: list[Path] | None = None,
-    second: list[Path] | None = None,
-    label_place: str = "the labels folder",
-) -> tuple[list[SampleFiles], list[str]]:
-    """Pair image files with label, mask and second-label files by key.
-
-    Parameters
-    ----------
-    images : list of Path
-    labels, masks, second : list of Path or None
-        None: the dataset has none of these (no problem is reported for their absence).
-    label_place : str
-        Where labels were looked for, for the "missing label" message.
-
-    Returns
-    -------
-    cases : list of SampleFiles, sorted by name
-        A missing label, mask or second label is None.
-    problems : list of str
-        One line per problem, naming the file: image without label, file without image, two
-        files with the same key.
+    Without ``labels`` the images stand alone (for segmenting); with it, an image whose label is
+    missing is a problem for ``check_dataset`` and an error for ``Dataset.files``.
     """
-    problems: list[str] = []
-    by_key = _index(images, problems)
-    others = {}
-    for role, files in (("label", labels), ("mask", masks), ("second-observer label", second)):
-        if files is None:
-            continue
-        index = _index(files, problems)
-        for key, path in index.items():
-            if key not in by_key:
-                problems.append(f"{path}: {role} without an image (no image is named {sample_name(path)!r})")
-        others[role] = index
-
-    cases = []
-    for key, image in by_key.items():
-        found = {role: index.get(key) for role, index in others.items()}
-        if labels is not None and found["label"] is None:
-            problems.append(f"{image}: missing label (nothing in {label_place} pairs with it)")
-        if masks is not None and found["mask"] is None:
-            problems.append(f"{image}: missing field-of-view mask (one will be computed)")
-        if second is not None and found["second-observer label"] is None:
-            problems.append(f"{image}: missing second-observer label")
-        cases.append(
-            SampleFiles(
-                sample_name(image), image, found.get("label"), found.get("mask"), found.get("second-observer label")
-            )
-        )
-    cases.sort(key=lambda c: c.name)
-    return cases, problems
+    folders = [Path(images)] + [Path(p) for p in (labels, masks) if p is not None]
+    for folder in folders:
+        if not folder.is_dir():
+            raise UserError(f"{folder}: no such folder" if not folder.exists() else f"{folder}: not a folder")
+    if task not in TASKS:
+        raise UserError(f"task {task!r} is not one of {', '.join(TASKS)}")
+    cases, problems = pair_folders(Path(images), _maybe(labels), _maybe(masks))
+    return Dataset("folder", Path(images), task, {"test": cases}, problems=problems, labelled=labels is not None)
 
 
-def _index(files: list[Path], problems: list[str]) -> dict[str, Path]:
-    index: dict[str, Path] = {}
-    for path in sorted(files):
-        key = pair_key(path)
-        if key in index:
-            problems.append(f"{path}: same name as {index[key].name} once suffixes are removed; pairing is ambiguous")
-            continue
-        index[key] = path
-    return index
+def _maybe(path) -> Path | None:
+    return None if path is None else Path(path)
+
+
+def _split_folders(root: Path) -> dict[str, Path]:
+    folders = {}
+    for split, names in SPLIT_FOLDERS.items():
+        folder = find_child(root, names)
+        if folder is not None and find_child(folder, IMAGE_FOLDERS) is not None:
+            folders[split] = folder
+    return folders
+
+
+def _is_folder(root: Path) -> bool:
+    return bool(_split_folders(root)) or find_child(root, IMAGE_FOLDERS) is not None
+
+
+def open_folder(root: Path, task: str) -> Dataset:
+    splits = _split_folders(root)
+    if not splits:
+        splits = {"test": root}
+    parts = {split: _subfolders(folder) for split, folder in splits.items()}
+    labelled = any(p[1] is not None for p in parts.values())
+    groups, problems = {}, []
+    for split, (images, labels, masks) in parts.items():
+        if labelled and labels is None:
+            problems.append(f"{splits[split]}: no labels folder ({', '.join(LABEL_FOLDERS[:4])}, ...)")
+        groups[split], found = pair_folders(images, labels, masks)
+        problems += found
+    return Dataset("folder", root, task, groups, problems=problems, labelled=labelled)
+
+
+def _subfolders(folder: Path) -> tuple[Path, Path | None, Path | None]:
+    return find_child(folder, IMAGE_FOLDERS), find_child(folder, LABEL_FOLDERS), find_child(folder, MASK_FOLDERS)
+
+
+SPEC = DatasetSpec(
+    kind="folder",
+    title="Own data",
+    task="vessels",
+    layout="expected images/ and labels/ [masks/], or train/ and test/ holding them",
+    detect=_is_folder,
+    open=lambda root: open_folder(root, "vessels"),
+)

@@ -5,6 +5,10 @@ from pathlib import Path
 
 import numpy as np
 
+from patch2image.data.field_of_view import FOV_METHOD, field_of_view_mask
+from patch2image.data.io import read_image, read_mask
+from patch2image.errors import UserError
+
 
 @dataclass(frozen=True)
 class SampleFiles:
@@ -35,3 +39,44 @@ class Sample:
     @property
     def original_size(self) -> tuple[int, int]:
         return self.image.shape[0], self.image.shape[1]
+
+
+def load_sample(files: SampleFiles) -> Sample:
+    """Read one case: image, label, second label and field-of-view mask (the dataset's or computed).
+
+    Raises
+    ------
+    UserError
+        A file is unreadable, or a label or mask differs in size from its image.
+    """
+    image = read_image(files.image)
+    label = _read_matching(files.label, files.image, image)
+    second = _read_matching(files.second_label, files.image, image)
+    if files.fov is not None:
+        fov, source = _read_matching(files.fov, files.image, image), "dataset"
+    else:
+        fov, source = field_of_view_mask(image), f"computed: {FOV_METHOD}"
+    return Sample(files.name, image, label, fov, source, second)
+
+
+def _read_matching(path: Path | None, image_path: Path, image: np.ndarray) -> np.ndarray | None:
+    if path is None:
+        return None
+    mask = read_mask(path)
+    if mask.shape != image.shape[:2]:
+        raise UserError(size_mismatch(path, mask.shape, image_path, image.shape))
+    return mask
+
+
+def _read_matching(path: Path | None, image_path: Path, image: np.ndarray) -> np.ndarray | None:
+    if path is None:
+        return None
+    mask = read_mask(path)
+    if mask.shape != image.shape[:2]:
+        raise UserError(size_mismatch(path, mask.shape, image_path, image.shape))
+    return mask
+
+
+def size_mismatch(path: Path, shape: tuple, image_path: Path, image_shape: tuple) -> str:
+    """The one-line message for a label or mask whose size differs from its image's."""
+    return f"{path}: size {shape[1]}x{shape[0]} differs from its image {image_path} {image_shape[1]}x{image_shape[0]}"

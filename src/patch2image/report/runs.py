@@ -13,20 +13,14 @@ from pathlib import Path
 
 import yaml
 
+from patch2image.data import DATASETS
 from patch2image.errors import UserError
 from patch2image.evaluation import PROTOCOLS, merge_evaluations, read_evaluation
 from patch2image.paper_results import ROWS
 
 SECOND_OBSERVER = "second_observer"
 NETWORK_ORDER = ("light", "mini-unet", "dense")
-DATASET_NAMES = {
-    "drive": "DRIVE",
-    "stare": "STARE",
-    "chase_db1": "CHASE_DB1",
-    "idrid": "IDRiD (optic disc)",
-    "folder": "Own data",
-    "synthetic": "Synthetic data",
-}
+DATASET_NAMES = {kind: spec.title for kind, spec in DATASETS.items()} | {"synthetic": "Synthetic data"}
 
 
 @dataclass

@@ -1,0 +1,46 @@
+"""DRIVE: 40 photographs (565x584), official 20/20 split, two observers on the test set, official FOV masks."""
+
+from pathlib import Path
+
+from patch2image.data.dataset import Dataset, DatasetSpec, pair_folders
+from patch2image.data.pairing import find_child
+
+
+def _is_drive(root: Path) -> bool:
+    training, test = find_child(root, ("training",)), find_child(root, ("test",))
+    return (
+        training is not None
+        and test is not None
+        and find_child(training, ("images",)) is not None
+        and find_child(training, ("1st_manual",)) is not None
+    )
+
+
+def _open_drive(root: Path) -> Dataset:
+    groups, problems = {}, []
+    for split, name in (("train", "training"), ("test", "test")):
+        folder = find_child(root, (name,))
+        images = find_child(folder, ("images",))
+        if images is None:
+            problems.append(f"{folder / 'images'}: missing folder")
+            groups[split] = []
+            continue
+        labels = find_child(folder, ("1st_manual",))
+        if labels is None:
+            problems.append(f"{folder / '1st_manual'}: missing folder (the labels)")
+        masks = find_child(folder, ("mask",))
+        second = find_child(folder, ("2nd_manual",)) if split == "test" else None
+        groups[split], found = pair_folders(images, labels, masks, second)
+        problems += found
+    return Dataset("drive", root, "vessels", groups, problems=problems)
+
+
+SPEC = DatasetSpec(
+    kind="drive",
+    title="DRIVE",
+    task="vessels",
+    layout="expected training/{images,1st_manual,mask} and test/{images,1st_manual,mask}",
+    detect=_is_drive,
+    open=_open_drive,
+    paper_size=(584, 568),
+)

@@ -10,12 +10,13 @@ import json
 import sys
 import warnings
 
+from patch2image.data.datasets import DATASETS
 from patch2image.errors import UserError
 
 
 def _add_dataset_args(parser: argparse.ArgumentParser) -> None:
     """--kind and the --images/--labels/--masks form of a user's own data (data check, evaluate)."""
-    parser.add_argument("--kind", choices=["drive", "stare", "chase_db1", "idrid", "folder"])
+    parser.add_argument("--kind", choices=list(DATASETS))
     parser.add_argument("--images", help="folder of images (your own data)")
     parser.add_argument("--labels", help="folder of labels, paired with the images by name")
     parser.add_argument("--masks", help="folder of field-of-view masks (optional)")
@@ -102,7 +103,7 @@ def cmd_train(args) -> int:
     from patch2image.config import load_config
     from patch2image.experiment import format_results, run_experiment
 
-    config = load_config(args.config)
+    config = load_config(args.config, args.fold)
     summary = run_experiment(config, args.out, args.resume, args.quiet, args.device)
     if not summary:  # a torchrun process other than rank 0
         return 0
@@ -133,7 +134,7 @@ def cmd_evaluate(args) -> int:
             write_text(args.json, json.dumps(rows, indent=1, default=lambda v: None))
     else:
         from patch2image.data import load_sample
-        from patch2image.inference import Segmenter
+        from patch2image.inference import TRAINING_SIZE, Segmenter
         from patch2image.weights import load_model
 
         if not args.model:
@@ -145,10 +146,11 @@ def cmd_evaluate(args) -> int:
         files = dataset.files(split, fold=args.fold)
         if not files:
             raise UserError(dataset.problems[0] if dataset.problems else f"{dataset.root}: no {split} images")
-        if metadata.get("dataset") == dataset.kind:
-            # Same dataset as in training: the training scale exactly, not the camera-independent rule.
-            metadata = {k: v for k, v in metadata.items() if k != "fov_diameter"}
-        segmenter = Segmenter(model, metadata, mode=args.mode, stride=args.stride)
+        # Same dataset as in training: its training size exactly (as training scores its test images),
+        # not the camera-independent scale rule, nor the 2% aspect-ratio tolerance, which STARE (2.1%)
+        # and CHASE_DB1 (4.3%) exceed.
+        size = TRAINING_SIZE if metadata.get("dataset") == dataset.kind and metadata.get("input_size") else None
+        segmenter = Segmenter(model, metadata, mode=args.mode, stride=args.stride, size=size)
         samples = (load_sample(f) for f in files)
         result = evaluate_cases(((s.name, segmenter(s.image), s.label, s.fov) for s in samples), args.threshold)
         if args.json:
@@ -182,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="run an experiment: patch training, transfer, fine-tuning, scratch")
     train.add_argument("config", help="experiment configuration (YAML), e.g. configs/smoke.yaml")
     train.add_argument("--out", required=True, help="run directory for weights, history, metrics")
+    train.add_argument("--fold", type=int, help="the cross-validation fold to run (STARE 1-5, CHASE_DB1 1-4)")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     train.add_argument("--quiet", action="store_true", help="one log line per epoch instead of progress bars")
     train.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda or cuda:N")

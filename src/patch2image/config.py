@@ -1,7 +1,11 @@
 """An experiment's configuration: one YAML file in ``configs/``, checked key by key.
 
-A run is reproduced from its file and seed alone. Unknown keys, wrong types and missing paths are
-refused with the key's dotted name and the type expected.
+The defaults are the paper's protocol; a file lists only what differs (at least ``name`` and the
+dataset), so a run is reproduced from its file and seed alone. Phases: without ``phases`` an
+experiment runs the paper's three (patch, finetune, scratch); with it, the phases it names, each
+key it leaves out taken from the paper's setting for that phase. Patch sampling defaults to the
+paper's for the dataset's task: a grid for vessels, balanced classes for the optic disc. Unknown
+keys, wrong types and missing paths are refused with the key's dotted name and the type expected.
 """
 
 import dataclasses
@@ -33,7 +37,7 @@ class DatasetConfig:
 @dataclass(frozen=True)
 class PatchConfig:
     size: int = 32
-    sampling: str = "grid"  # grid (vessels), balanced (optic disc) or random
+    sampling: str | None = None  # grid, balanced or random; None: grid for vessels, balanced for the optic disc
     stride: int = 16
     per_class: int = 500
     count: int = 1000
@@ -55,6 +59,20 @@ class PhaseConfig:
     lr: float = 1.0
 
 
+PAPER_PHASES = {
+    "patch": PhaseConfig(epochs=300, patience=30, batch_size=32),
+    "finetune": PhaseConfig(epochs=300, batch_size=1),
+    "scratch": PhaseConfig(epochs=300, batch_size=1),
+}
+"""The paper's training: patches in mini-batches of 32 until 30 epochs bring no improvement,
+whole images one at a time for 300 epochs; AdaDelta at learning rate 1.0 throughout."""
+PHASES = tuple(PAPER_PHASES)
+PROTOCOLS = ("paper", "budget", "demo", "smoke")
+"""paper: the published settings; budget: fewer epochs (and a coarser Patch row) to fit 2 CPU cores;
+demo: minutes on the embedded synthetic data; smoke: seconds, for tests. Reports keep each protocol
+in its own section."""
+
+
 @dataclass(frozen=True)
 class EvaluationConfig:
     patch_stride: int = 2  # stride of the patch-level segmentation that scores the Patch row
@@ -66,23 +84,22 @@ class Config:
     name: str
     network: str = "light"
     seed: int = 0
-    protocol: str = "paper"  # paper, budget (fewer epochs on 2 cores) or smoke
+    protocol: str = "paper"  # one of PROTOCOLS
     precision: str = "bf16"  # bf16 autocast where the CPU supports it, or fp32
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     patches: PatchConfig = field(default_factory=PatchConfig)
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
-    phases: dict[str, PhaseConfig] = field(default_factory=dict)  # patch, finetune, scratch
+    phases: dict[str, PhaseConfig] = field(default_factory=lambda: dict(PAPER_PHASES))
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-PHASES = ("patch", "finetune", "scratch")
 
-
-def load_config(path: str | Path) -> Config:
+def load_config(path: str | Path, fold: int | None = None) -> Config:
+    """Read and check a configuration file; ``fold`` replaces its ``dataset.fold`` (cross-validation)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -94,6 +111,8 @@ def load_config(path: str | Path) -> Config:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise UserError(f"{path}: not valid YAML ({problem}{where})") from None
+    if fold is not None and isinstance(raw, dict):
+        raw["dataset"] = {**(raw.get("dataset") or {}), "fold": fold}
     config = config_from_dict(raw, source=str(path))
     if config.dataset.path is not None:
         data_path = Path(config.dataset.path)
@@ -113,16 +132,22 @@ def config_from_dict(raw, source: str = "configuration") -> Config:
         raise UserError(f"{source}: empty; expected a mapping of keys (at least name)")
     if not isinstance(raw, dict):
         raise UserError(f"{source}: expected a mapping of keys, got {type(raw).__name__}")
+    phases = raw.get("phases")
+    if isinstance(phases, dict):
+        for phase, value in phases.items():
+            if phase not in PHASES:
+                raise UserError(f"{source}: phases.{phase}: unknown phase; expected one of {', '.join(PHASES)}")
+            if isinstance(value, dict | None):  # keys left out keep the paper's setting for this phase
+                phases[phase] = dataclasses.asdict(PAPER_PHASES[phase]) | (value or {})
     config = _build(Config, raw, source, "")
-    for phase in config.phases:
-        if phase not in PHASES:
-            raise UserError(f"{source}: phases.{phase}: unknown phase; expected one of {', '.join(PHASES)}")
-    if config.dataset.kind not in DATASET_KINDS:
-        raise UserError(f"{source}: dataset.kind: {config.dataset.kind!r} is not one of {', '.join(DATASET_KINDS)}")
-    if config.precision not in ("bf16", "fp32"):
-        raise UserError(f"{source}: precision: {config.precision!r} is not one of bf16, fp32")
-    if config.augmentation.level not in ("image", "patch"):
-        raise UserError(f"{source}: augmentation.level: {config.augmentation.level!r} is not image or patch")
+    _check_choice(source, "dataset.kind", config.dataset.kind, DATASET_KINDS)
+    _check_choice(source, "protocol", config.protocol, PROTOCOLS)
+    if config.patches.sampling is None:
+        task = DATASETS[config.dataset.kind].task if config.dataset.kind in DATASETS else "vessels"
+        sampling = "balanced" if task == "optic_disc" else "grid"
+        config = dataclasses.replace(config, patches=dataclasses.replace(config.patches, sampling=sampling))
+    _check_choice(source, "precision", config.precision, ("bf16", "fp32"))
+    _check_choice(source, "augmentation.level", config.augmentation.level, ("image", "patch"))
     if config.patches.sampling not in ("grid", "balanced", "random"):
         raise UserError(f"{source}: patches.sampling: {config.patches.sampling!r} is not grid, balanced or random")
     if config.dataset.kind != "synthetic" and not config.dataset.path:
@@ -130,6 +155,11 @@ def config_from_dict(raw, source: str = "configuration") -> Config:
     _check_fold(config.dataset, source)
     _check_ranges(config, source)
     return config
+
+
+def _check_choice(source: str, key: str, value, choices) -> None:
+    if value not in choices:
+        raise UserError(f"{source}: {key}: {value!r} is not one of {', '.join(choices)}")
 
 
 def _check_fold(dataset: DatasetConfig, source: str) -> None:

@@ -318,8 +318,17 @@ def _coverage(length: int, count: int, patch_size: int, stride: int) -> np.ndarr
 # --------------------------------------------------------------------------- photographs
 
 
-def working_size(rgb: np.ndarray, metadata: dict) -> tuple[tuple[int, int], str]:
+TRAINING_SIZE = "training"
+"""``size=TRAINING_SIZE`` in :func:`working_size` and :class:`Segmenter`: the weights' training size
+(metadata ``input_size``) exactly, whatever the photograph's aspect ratio."""
+
+
+def working_size(
+    rgb: np.ndarray, metadata: dict, size: tuple[int, int] | str | None = None
+) -> tuple[tuple[int, int], str]:
     """The size at which a photograph is segmented: the model's training scale, by a documented rule.
+
+    By default (``size=None``):
 
     1. The metadata has ``fov_diameter`` (median width in pixels of the training images' field of view
        at the training size): the photograph is resized by ``fov_diameter / its own FOV width``, so
@@ -331,13 +340,41 @@ def working_size(rgb: np.ndarray, metadata: dict) -> tuple[tuple[int, int], str]
     The result is rounded to multiples of 4. Rule 1 is skipped when no field of view is found (no dark
     surround: a cropped photograph) or it is narrower than 16 pixels.
 
+    Parameters
+    ----------
+    rgb : ndarray of shape (H, W, 3)
+        The photograph at its original size.
+    metadata : dict
+        The weights' metadata (``fov_diameter``, ``input_size``).
+    size : None, "training" or (height, width)
+        An override of the rule. ``"training"`` (:data:`TRAINING_SIZE`): the training size
+        ``metadata["input_size"]`` exactly, whatever the aspect ratio, as training resizes its test
+        images before scoring them; use it to score weights on the dataset they were trained on
+        (``patch2image evaluate`` does). ``(height, width)``: that size, rounded to multiples of 4.
+
     Returns
     -------
     size : (height, width)
     rule : str
         One line saying which rule applied, for logs.
+
+    Raises
+    ------
+    UserError
+        ``size="training"`` and the metadata has no ``input_size``.
     """
     height, width = rgb.shape[:2]
+    if isinstance(size, str):
+        if size != TRAINING_SIZE:
+            raise ValueError(f"size must be None, {TRAINING_SIZE!r} or (height, width), got {size!r}")
+        input_size = metadata.get("input_size")
+        if not input_size:
+            raise UserError("weights metadata: no input_size, so there is no training size to segment at")
+        in_h, in_w = (int(s) for s in input_size)
+        return multiple_of_4((in_h, in_w)), f"training size {in_h}x{in_w} (exactly)"
+    if size is not None:
+        out_h, out_w = (int(s) for s in size)
+        return multiple_of_4((out_h, out_w)), f"given size {out_h}x{out_w}"
     model_diameter = metadata.get("fov_diameter")
     if model_diameter:
         from patch2image.data import field_of_view_mask, fov_diameter
@@ -376,6 +413,11 @@ class Segmenter:
         As in :func:`predict_image`.
     batch_size : int
         Patch mode: patches per forward pass.
+    size : None, "training" or (height, width)
+        The size the photograph is segmented at, as :func:`working_size` takes it: None, the scale
+        rule; ``"training"``, the weights' training size exactly (scoring weights on the dataset they
+        were trained on: then the segmentation is training's own scoring, image resized to
+        ``input_size``, pre-processed, segmented, probabilities resized back).
 
     Examples
     --------
@@ -393,10 +435,13 @@ class Segmenter:
     max_pixels: int = DEFAULT_MAX_PIXELS
     precision: str = "fp32"
     batch_size: int = DEFAULT_BATCH_SIZE
+    size: tuple[int, int] | str | None = None
 
     def __post_init__(self):
         if self.mode not in ("image", "patch"):
             raise ValueError(f"mode must be 'image' or 'patch', got {self.mode!r}")
+        if isinstance(self.size, str) and self.size != TRAINING_SIZE:
+            raise ValueError(f"size must be None, {TRAINING_SIZE!r} or (height, width), got {self.size!r}")
         settings = self.metadata.get("preprocessing") or {}
         try:
             self.preprocessing = Preprocessing(**settings)
@@ -415,7 +460,7 @@ class Segmenter:
 
         Uses only the metadata, never the model, so it runs as well on a copy whose ``model`` is None.
         """
-        size, _ = working_size(rgb, self.metadata)
+        size, _ = working_size(rgb, self.metadata, self.size)
         return self.preprocessing(resize(rgb, size))
 
     def predict(self, grey: np.ndarray) -> np.ndarray:

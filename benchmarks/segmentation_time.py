@@ -40,7 +40,7 @@ from machine import describe_machine
 from patch2image.data import read_image
 from patch2image.inference import Segmenter, predict_image, predict_patches
 from patch2image.networks import create_network
-from patch2image.weights import load_model, resolve_weights
+from patch2image.weights import WeightsMetadata, load_model, resolve_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVE_TEST = ROOT.parent / "shared" / "datasets" / "DRIVE" / "test" / "images"
@@ -65,14 +65,14 @@ DRIVE_METADATA = {"dataset": "drive", "input_size": [584, 568], "fov_diameter": 
 # --------------------------------------------------------------------------- inputs
 
 
-def load_network(name: str) -> tuple[torch.nn.Module, dict, str]:
+def load_network(name: str) -> tuple[torch.nn.Module, WeightsMetadata, str]:
     """(model, metadata, where the weights come from): the shipped ``drive-NAME``, else a fresh network."""
     shipped = resolve_weights(f"drive-{name}")
     if shipped.is_file():
         model, metadata = load_model(shipped)
         return model, metadata, f"shipped model drive-{name}"
     torch.manual_seed(0)
-    metadata = {"network": name, **DRIVE_METADATA}
+    metadata = WeightsMetadata(network=name, **DRIVE_METADATA)
     return create_network(name).eval(), metadata, "reference initialisation (no shipped model)"
 
 
@@ -83,7 +83,7 @@ def drive_photographs(count: int) -> list[tuple[str, np.ndarray]]:
     return [(f.name, read_image(f)) for f in files]
 
 
-def onnx_runner(model: torch.nn.Module, metadata: dict, threads: int):
+def onnx_runner(model: torch.nn.Module, metadata: WeightsMetadata, threads: int):
     from patch2image.export import OnnxModel, onnx_bytes
 
     with warnings.catch_warnings():
@@ -162,7 +162,7 @@ def measure_network(name: str, photographs, args) -> dict:
     row = {name: _summary(seconds) for name, seconds in image.items()}
     print(f"{name}: image level {json.dumps({k: v['median_s'] for k, v in row.items()})}", flush=True)
 
-    patch_size = int(metadata.get("patch_size") or 32)
+    patch_size = metadata.patch_size
     bands = [patch_band(g, args.patch_rows_fraction, patch_size, 2) for g in greys]
     scale = bands[0][1]
     corner = greys[0][:patch_size, : 2 * patch_size]  # over a thousand patches: full batches and a remainder

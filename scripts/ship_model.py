@@ -5,6 +5,7 @@
 .venv/bin/python scripts/ship_model.py runs/drive-dense-budget drive-dense
 """
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -21,14 +22,20 @@ def ship(run_dir: Path, name: str) -> Path:
     result = read_evaluation(run_dir / "metrics" / "finetuned.json")
     run = json.loads((run_dir / "run.json").read_text())
     threshold = result["whole"]["threshold"]  # 0.5, or the one chosen on the validation images
-    metadata |= {
-        "name": name,
-        "threshold": threshold,
-        "metrics": {protocol: result[protocol]["mean"] for protocol in ("whole", "fov")},
-        "metrics_note": f"mean over the test images at threshold {threshold:g}; whole image and inside the FOV",
-        "config": config,
-        "wall_seconds": run.get("wall_seconds", {}),
-    }
+    metadata = dataclasses.replace(
+        metadata,
+        name=name,
+        threshold=threshold,
+        fold=config["dataset"].get("fold"),
+        test_images=[image["name"] for image in result["whole"]["images"]],
+        metrics={protocol: result[protocol]["mean"] for protocol in ("whole", "fov")},
+        extra=metadata.extra
+        | {
+            "metrics_note": f"mean over the test images at threshold {threshold:g}; whole image and inside the FOV",
+            "config": config,
+            "wall_seconds": run.get("wall_seconds", {}),
+        },
+    )
     target = PRETRAINED_DIR / f"{name}.safetensors"
     save_weights(target, model, metadata)
     return target

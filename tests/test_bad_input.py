@@ -508,7 +508,7 @@ def test_bad_weights_file(tmp_path, capsys, one_image, make, name, says):
 def test_good_weights_load(tmp_path):
     save_weights(tmp_path / "x.safetensors", create_network("mini-unet"), {"network": "mini-unet"})
     model, metadata = load_model(tmp_path / "x.safetensors")
-    assert type(model).__name__ == "MiniUnet" and metadata == {"network": "mini-unet"} and not model.training
+    assert type(model).__name__ == "MiniUnet" and metadata.network == "mini-unet" and not model.training
 
 
 def test_weights_naming_user_code_import_it_only_when_asked(tmp_path, capsys, monkeypatch, one_image):

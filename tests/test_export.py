@@ -1,7 +1,5 @@
 """ONNX export: onnxruntime agrees with PyTorch, sizes stay dynamic, metadata travels, segment runs it."""
 
-import argparse
-import sys
 
 import numpy as np
 import onnx
@@ -10,10 +8,10 @@ import torch
 from PIL import Image
 
 from patch2image.errors import UserError
-from patch2image.export import OnnxModel, add_export_arguments, export_onnx
+from patch2image.export import OnnxModel, export_onnx
 from patch2image.inference import predict_image
 from patch2image.networks import create_network
-from patch2image.weights import save_weights
+from patch2image.weights import WeightsMetadata, save_weights
 
 METADATA = {
     "network": "light",
@@ -28,21 +26,7 @@ def run_cli(command: str, argv: list[str]) -> int:
     """``patch2image COMMAND ARGV`` as the command line runs it."""
     from patch2image import cli
 
-    parser = cli.build_parser()
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if command in commands.choices:
-        return cli.main([command, *argv])
-    # Until cli.py registers the command: the same parser and the same error handling as main().
-    from patch2image.segment import add_segment_arguments
-
-    own = argparse.ArgumentParser(prog=f"patch2image {command}")
-    {"export": add_export_arguments, "segment": add_segment_arguments}[command](own)
-    args = own.parse_args(argv)
-    try:
-        return args.run(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return cli.main([command, *argv])
 
 
 def spread(network: torch.nn.Module) -> torch.nn.Module:
@@ -98,7 +82,7 @@ def test_onnx_model_is_dynamic_and_carries_metadata(exported):
     assert proto.opset_import[0].version >= 17
     dims = [d.dim_param for d in proto.graph.input[0].type.tensor_type.shape.dim]
     assert dims[0] and dims[2] and dims[3]  # symbolic batch, height and width
-    assert OnnxModel(path).metadata == METADATA
+    assert OnnxModel(path).metadata == WeightsMetadata.from_dict(METADATA)
 
 
 def test_predict_image_with_onnxruntime_in_tiles(exported):

@@ -5,13 +5,12 @@ from pathlib import Path
 
 import pytest
 
+from patch2image.evaluation import ROW_LABELS, ROWS
 from patch2image.metrics import METRICS
 from patch2image.paper_results import (
     IDRID_CHALLENGE_BEST_JACCARD,
     PAPER,
     PUBLISHED_COMPARISONS,
-    ROW_LABELS,
-    ROWS,
     TABLES,
     Comparison,
     paper_value,

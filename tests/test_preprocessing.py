@@ -5,7 +5,7 @@ import pytest
 from skimage.data import retina
 
 from patch2image.errors import UserError
-from patch2image.preprocessing import Preprocessing, multiple_of_4, resize, resize_label
+from patch2image.preprocessing import Preprocessing, resize, resize_label, round_to_multiple
 
 
 @pytest.fixture(scope="module")
@@ -59,5 +59,5 @@ def test_labels_are_binarised_after_resizing():
 
 
 def test_sizes_round_to_multiples_of_4():
-    assert multiple_of_4((584, 565)) == (584, 564)
-    assert multiple_of_4((1.0, 7)) == (4, 8)
+    assert round_to_multiple((584, 565)) == (584, 564)
+    assert round_to_multiple((1.0, 7)) == (4, 8)

@@ -1,6 +1,5 @@
 """The report, from fake run directories laid out as ``patch2image train`` writes them."""
 
-import argparse
 import csv
 import json
 import os
@@ -13,10 +12,10 @@ import pytest
 import yaml
 from PIL import Image
 
+from patch2image.cli import main
 from patch2image.errors import UserError
-from patch2image.evaluation import evaluate_cases, write_evaluation
-from patch2image.paper_results import ROW_LABELS, ROWS
-from patch2image.report import PAGE_MARKER, add_report_arguments, build_report, cmd_report
+from patch2image.evaluation import ROW_LABELS, ROWS, evaluate_cases, write_evaluation
+from patch2image.report import PAGE_MARKER, build_report
 
 PHASES = {"patch": "patch", "frozen": "patch", "finetuned": "finetune", "scratch": "scratch"}
 
@@ -200,10 +199,7 @@ def test_report_refuses_what_it_cannot_read(tmp_path, report):
 def test_command_line_arguments_and_folder_of_runs(tmp_path, capsys):
     make_run(tmp_path / "runs", "own-light", "light", "folder", rows=("finetuned",), second=False)
     make_run(tmp_path / "runs", "own-dense", "dense", "folder", rows=("patch", "finetuned"), second=False, seed=5)
-    parser = argparse.ArgumentParser()
-    add_report_arguments(parser)
-    args = parser.parse_args([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--images", "folder_0_01"])
-    assert cmd_report(args) == 0
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--images", "folder_0_01"]) == 0
     assert "report.html" in capsys.readouterr().out
     markdown = (tmp_path / "out" / "tables.md").read_text()
     assert "| Light | Patch | missing |" in markdown and "| Dense | Patch | ours |" in markdown

@@ -1,6 +1,5 @@
 """``patch2image segment``: inputs, outputs, per-file errors, real DRIVE and IDRiD photographs."""
 
-import argparse
 import multiprocessing
 import os
 import threading
@@ -14,10 +13,9 @@ from PIL import Image
 
 import patch2image.inference as inference
 import patch2image.segment as segment
-from patch2image.errors import UserError
 from patch2image.inference import Segmenter
 from patch2image.networks import create_network
-from patch2image.segment import add_segment_arguments, expand_inputs, output_stem, segment_files
+from patch2image.segment import Outputs, expand_inputs, output_stem, segment_files
 from patch2image.weights import save_weights
 
 IDRID_TEST = "IDRiD/A. Segmentation/1. Original Images/b. Testing Set"
@@ -27,19 +25,7 @@ def run_cli(argv: list[str]) -> int:
     """``patch2image segment ARGV`` as the command line runs it."""
     from patch2image import cli
 
-    parser = cli.build_parser()
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if "segment" in commands.choices:
-        return cli.main(["segment", *argv])
-    # Until cli.py registers the command: the same parser and the same error handling as main().
-    own = argparse.ArgumentParser(prog="patch2image segment")
-    add_segment_arguments(own)
-    args = own.parse_args(argv)
-    try:
-        return args.run(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=__import__("sys").stderr)
-        return 2
+    return cli.main(["segment", *argv])
 
 
 def fundus(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -90,10 +76,10 @@ def test_folder_with_a_corrupt_file(model, folder, tmp_path, capsys):
     captured = capsys.readouterr()
     for stem, size in [("a", (60, 80)), ("b", (64, 64)), ("c", (50, 70))]:
         prob, mask, over = (np.asarray(Image.open(p)) for p in outputs(out, stem))
-        assert prob.shape == mask.shape == size and prob.dtype == np.uint8
+        assert prob.shape == mask.shape == size and prob.dtype == np.uint16
         assert over.shape == (*size, 3)
         assert set(np.unique(mask)) <= {0, 255}
-        np.testing.assert_array_equal(mask == 255, prob >= 128)  # threshold 0.5 on the 8-bit map
+        np.testing.assert_array_equal(mask == 255, prob >= 32768)  # threshold 0.5 on the 16-bit map
     assert not any(p.exists() for p in outputs(out, "bad"))
     errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "bad.png" in errors[0]
@@ -130,7 +116,7 @@ def test_the_models_own_threshold_is_the_default(folder, tmp_path):
     model = weights(tmp_path / "chosen.safetensors", metadata)
     for argv, threshold in [([], 154), (["--threshold", "0.5"], 128)]:  # the thresholds on the 8-bit map
         out = tmp_path / f"out{threshold}"
-        assert run_cli([str(folder / "a.png"), "--model", model, "--out", str(out), *argv]) == 0
+        assert run_cli([str(folder / "a.png"), "--model", model, "--out", str(out), "--prob-bits", "8", *argv]) == 0
         prob, mask = (np.asarray(Image.open(p)) for p in outputs(out, "a")[:2])
         np.testing.assert_array_equal(mask == 255, prob >= threshold)
 
@@ -294,10 +280,59 @@ def test_a_dead_worker_fails_only_the_files_in_flight(model, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     files = [images / name for name in names]
-    segment_files(files, CrashingSegmenter(network, metadata), out, 0.5, lambda p, e: reports.append((p.name, e)), 1)
+    crashing = CrashingSegmenter(network, metadata)
+    segment_files(files, crashing, out, Outputs(), lambda p, e: reports.append((p.name, e)), 1)
     assert [name for name, _ in reports] == names  # every file once, in order
     failed = {name for name, exc in reports if exc is not None}
     # With one worker, in flight beside crash.png: the write of the file before it, the read of the one after.
     assert "crash.png" in failed and failed <= {"00.png", "crash.png", "02.png"}
     assert "BrokenProcessPool" in type(dict(reports)["crash.png"]).__name__
     assert all(exc is None for name, exc in reports[-3:])  # a fresh pool took over
+
+
+def test_probability_maps_keep_the_ranking_of_faint_vessels(datasets, tmp_path):
+    """AUC recomputed from the 16-bit maps `segment` writes agrees with `evaluate` (training size) per image."""
+    from patch2image.data import load_sample, open_dataset
+    from patch2image.inference import TRAINING_SIZE, Segmenter
+    from patch2image.metrics import image_metrics
+    from patch2image.weights import load_model
+
+    dataset = open_dataset(datasets / "DRIVE")
+    files = [f for f in dataset.files("test") if f.name in ("02", "04")]
+    network, metadata = load_model("drive-light")
+    segmenter = Segmenter(network, metadata, size=TRAINING_SIZE)
+    out = tmp_path / "out"
+    images = [str(f.image) for f in files]
+    argv = [*images, "--model", "drive-light", "--out", str(out), "--quiet"]
+    from patch2image import cli
+
+    assert cli.main(["segment", *argv]) == 0
+    for case in files:
+        sample = load_sample(case)
+        written = np.asarray(Image.open(out / f"{case.image.stem}_prob.png")).astype(np.float64) / 65535
+        direct = segmenter(sample.image)
+        assert abs(image_metrics(written, sample.label)["auc"] - image_metrics(direct, sample.label)["auc"]) < 0.002
+
+
+def test_optic_disc_is_one_region_in_amber_with_its_centre_and_size(folder, tmp_path):
+    from patch2image.segment import OVERLAY_COLOURS, disc_measurement, largest_region
+
+    mask = np.zeros((40, 60), bool)
+    mask[10:20, 30:40] = True  # the disc: 100 pixels around (34.5, 14.5)
+    mask[2:4, 2:4] = True  # a speck
+    disc = largest_region(mask)
+    assert disc.sum() == 100 and not disc[2, 2]
+    found = disc_measurement(disc)
+    assert (found["centre_x"], found["centre_y"]) == (34.5, 14.5) and found["diameter"] == pytest.approx(11.3, abs=0.05)
+    assert disc_measurement(np.zeros((4, 4), bool))["diameter"] == ""
+
+    model = weights(tmp_path / "disc.safetensors", {"input_size": None, "fov_diameter": None, "task": "optic_disc"})
+    out = tmp_path / "out"
+    photos = [str(folder / "a.png"), str(folder / "b.jpg")]
+    assert run_cli([*photos, "--model", model, "--out", str(out), "--threshold", "0", "--quiet"]) == 0
+    rows = (out / "optic_disc.csv").read_text().splitlines()
+    assert rows[0] == "image,centre_x,centre_y,diameter" and [r.split(",")[0] for r in rows[1:]] == ["a.png", "b.jpg"]
+    overlay = np.asarray(Image.open(out / "a_overlay.png")).astype(int)
+    rgb = np.asarray(Image.open(folder / "a.png").convert("RGB")).astype(int)
+    expected = np.round(0.4 * rgb + 0.6 * OVERLAY_COLOURS["optic_disc"]).astype(int)  # everything is disc at 0
+    assert np.abs(overlay - expected).max() <= 1

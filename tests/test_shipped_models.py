@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from patch2image.data import load_sample, open_dataset
-from patch2image.inference import Segmenter
+from patch2image.inference import TRAINING_SIZE, Segmenter
 from patch2image.metrics import image_metrics
 from patch2image.weights import load_model, shipped_models
 
@@ -15,14 +15,22 @@ def test_the_three_drive_models_ship():
     assert {"drive-light", "drive-mini-unet", "drive-dense"} <= set(SHIPPED)
 
 
+DATASET_FOLDERS = {"drive": "DRIVE", "stare": "STARE", "chase_db1": "CHASE_DB1", "idrid": "IDRiD"}
+
+
 @pytest.mark.parametrize("name", SHIPPED)
-def test_shipped_model_scores_auc_above_097_on_two_drive_test_images(name, datasets):
+def test_shipped_model_scores_well_on_two_of_its_test_images(name, datasets):
+    """Each shipped model on two test images of its own dataset and fold, at its training size."""
     model, metadata = load_model(name)
-    assert {"network", "dataset", "protocol", "preprocessing", "input_size", "metrics"} <= set(metadata)
-    metadata = {k: v for k, v in metadata.items() if k != "fov_diameter"}  # DRIVE itself: the training scale
-    segmenter = Segmenter(model, metadata)
-    for files in open_dataset(datasets / "DRIVE").files("test")[:2]:
+    assert metadata.network and metadata.preprocessing and metadata.input_size and metadata.metrics
+    segmenter = Segmenter(model, metadata, size=TRAINING_SIZE)
+    dataset = open_dataset(datasets / DATASET_FOLDERS[metadata.dataset], metadata.dataset)
+    for files in dataset.files("test", fold=metadata.fold)[:2]:
         sample = load_sample(files)
         prob = segmenter(sample.image)
         assert prob.shape == sample.label.shape and np.isfinite(prob).all()
-        assert image_metrics(prob, sample.label)["auc"] > 0.97, files.name
+        scores = image_metrics(prob, sample.label)
+        if metadata.task == "vessels":
+            assert scores["auc"] > 0.97, files.name
+        else:  # the optic disc: a region, judged by its overlap
+            assert scores["jaccard"] > 0.8, files.name

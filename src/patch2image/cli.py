@@ -13,6 +13,8 @@ import warnings
 from patch2image.data.datasets import DATASETS
 from patch2image.errors import UserError
 
+USER_NETWORK_HELP = "a user network module:Class the weights were trained with (imported only when named here)"
+
 
 def _add_dataset_args(parser: argparse.ArgumentParser) -> None:
     """--kind and the --images/--labels/--masks form of a user's own data (data check, evaluate)."""
@@ -51,16 +53,16 @@ def cmd_models(args) -> int:
 
     models = shipped_models()
     if args.json:
-        print(json.dumps([{"name": name, **metadata} for name, metadata in models]))
+        print(json.dumps([metadata.to_dict() | {"name": name} for name, metadata in models]))
         return 0
     if not models:
         print("no shipped models in this installation")
     for name, metadata in models:
-        metrics = metadata.get("metrics", {}).get("whole", {})
+        metrics = metadata.metrics.get("whole", {})
         scores = " ".join(f"{k} {metrics[k]:.4f}" for k in ("auc", "dice") if k in metrics)
         print(
-            f"{name:<18} {metadata.get('network', '?'):<10} {metadata.get('dataset', '?'):<8} "
-            f"{metadata.get('protocol', '?'):<8} {scores}"
+            f"{name:<20} {metadata.network or '?':<10} {metadata.task:<11} {metadata.dataset or '?':<10} "
+            f"{metadata.protocol or '?':<8} {scores}"
         )
     return 0
 
@@ -101,67 +103,229 @@ def cmd_data_check(args) -> int:
 
 def cmd_train(args) -> int:
     from patch2image.config import load_config
-    from patch2image.experiment import format_results, run_experiment
+    from patch2image.evaluation import format_results
+    from patch2image.experiment import run_experiment
 
     config = load_config(args.config, args.fold)
-    summary = run_experiment(config, args.out, args.resume, args.quiet, args.device)
-    if not summary:  # a torchrun process other than rank 0
+    rows = run_experiment(config, args.out, args.resume, args.quiet, args.device)
+    if not rows:  # a torchrun process other than rank 0
         return 0
     threshold = config.evaluation.threshold
     scored = "thresholds chosen on validation images" if threshold == "validation" else f"threshold {threshold:g}"
     print(f"results in {args.out} (whole image, {scored}, mean over test images)")
-    print(format_results(summary))
+    print(format_results(rows))
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from patch2image.evaluation import PROTOCOLS, evaluate_cases, read_evaluation, write_evaluation
-    from patch2image.experiment import ROWS, TABLE_METRICS
+    from patch2image.evaluation import PROTOCOLS, evaluate_model, format_results, read_run_metrics, write_evaluation
+    from patch2image.files import write_text
 
     if args.run_dir:
-        from pathlib import Path
-
-        rows = {
-            row: read_evaluation(p)
-            for row in [*ROWS, "second_observer"]
-            if (p := Path(args.run_dir) / "metrics" / f"{row}.json").exists()
-        }
+        rows = read_run_metrics(args.run_dir)
         if not rows:
             raise UserError(f"{args.run_dir}: no metrics/<row>.json; is it a run directory of patch2image train?")
         if args.json:
-            from patch2image.files import write_text
-
             write_text(args.json, json.dumps(rows, indent=1, default=lambda v: None))
     else:
-        from patch2image.data import load_sample
         from patch2image.inference import TRAINING_SIZE, Segmenter
         from patch2image.weights import load_model
 
         if not args.model:
             raise UserError("give a RUN_DIR, or --model NAME_OR_WEIGHTS with a dataset")
-        model, metadata = load_model(args.model, args.network)
+        network, metadata = load_model(args.model, args.network)
         args.path = args.path or args.dataset
         dataset = _open_dataset(args)
-        split = "all" if dataset.kind == "folder" and not dataset.folds() and args.split == "test" else args.split
-        files = dataset.files(split, fold=args.fold)
-        if not files:
-            raise UserError(dataset.problems[0] if dataset.problems else f"{dataset.root}: no {split} images")
-        # Same dataset as in training: its training size exactly (as training scores its test images),
-        # not the camera-independent scale rule, nor the 2% aspect-ratio tolerance, which STARE (2.1%)
-        # and CHASE_DB1 (4.3%) exceed.
-        size = TRAINING_SIZE if metadata.get("dataset") == dataset.kind and metadata.get("input_size") else None
-        segmenter = Segmenter(model, metadata, mode=args.mode, stride=args.stride, size=size)
-        samples = (load_sample(f) for f in files)
-        result = evaluate_cases(((s.name, segmenter(s.image), s.label, s.fov) for s in samples), args.threshold)
+        same = metadata.dataset == dataset.kind and metadata.input_size
+        segmenter = Segmenter(
+            network, metadata, mode=args.mode, stride=args.stride, size=TRAINING_SIZE if same else None
+        )
+        result = evaluate_model(segmenter, dataset, args.split, args.fold, args.threshold)
         if args.json:
             write_evaluation(result, args.json)
         rows = {"model": result}
     for protocol in PROTOCOLS:
         print(f"{protocol} ({'whole image' if protocol == 'whole' else 'inside the field of view'}), mean over images")
-        print(f"{'row':<18}" + "".join(f"{m:>9}" for m in TABLE_METRICS))
-        for row, result in rows.items():
-            print(f"{row:<18}" + "".join(f"{result[protocol]['mean'][m]:>9.4f}" for m in TABLE_METRICS))
+        print(format_results(rows, protocol))
     return 0
+
+
+def _add_segment_arguments(parser: argparse.ArgumentParser) -> None:
+    from patch2image.inference import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP
+
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    parser.add_argument(
+        "--model", required=True, metavar="NAME_OR_WEIGHTS", help="a shipped model, a .safetensors or a .onnx file"
+    )
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for NAME_{prob,mask,overlay}.png")
+    parser.add_argument("--network", metavar="MODULE:CLASS", help=USER_NETWORK_HELP)
+    parser.add_argument(
+        "--mode", choices=["image", "patch"], default="image",
+        help="image: whole image (tiles if large); patch: the paper's patch-level segmentation (slow)",
+    )  # fmt: skip
+    parser.add_argument("--stride", type=int, default=2, help="patch mode: stride between patches (default 2)")
+    parser.add_argument(
+        "--threshold", type=float, help="mask threshold on the probability (default: the model's, else 0.5)"
+    )
+    parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    parser.add_argument(
+        "--backend", choices=["torch", "onnxruntime"], default=None,
+        help="default: onnxruntime for .onnx models, torch otherwise",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-megapixels", type=float, default=DEFAULT_MAX_PIXELS / 1e6,
+        help=f"larger images (at the model's scale) go in tiles (default {DEFAULT_MAX_PIXELS / 1e6:g})",
+    )  # fmt: skip
+    parser.add_argument("--tile", type=int, default=None, help="largest tile side in pixels (default: from the budget)")
+    parser.add_argument(
+        "--overlap", type=int, default=DEFAULT_OVERLAP, help=f"tile overlap (default {DEFAULT_OVERLAP})"
+    )
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="torch backend: bf16 autocast")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads of the network (default: all)")
+    parser.add_argument(
+        "--workers", type=int, default=0, metavar="N",
+        help="processes that read and pre-process ahead and write the outputs, while the network runs here "
+        "(default 0: everything in this process)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--all-regions", action="store_true",
+        help="optic disc: keep every region of the mask (default: the largest, the disc being one region)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--prob-bits", type=int, choices=[16, 8], default=16,
+        help="probability map: 16-bit grey (value/65535, default, keeps the ranking) or 8-bit (value/255, for viewing)",
+    )  # fmt: skip
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
+        raise UserError(f"--threshold {args.threshold}: must be between 0 and 1")
+    if args.stride < 1:
+        raise UserError(f"--stride {args.stride}: must be at least 1")
+    if args.max_megapixels <= 0:
+        raise UserError(f"--max-megapixels {args.max_megapixels}: must be positive")
+    if args.tile is not None and args.tile < 8:
+        raise UserError(f"--tile {args.tile}: must be at least 8")
+    if args.overlap < 0:
+        raise UserError(f"--overlap {args.overlap}: must be at least 0")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads {args.threads}: must be at least 1")
+    if args.workers < 0:
+        raise UserError(f"--workers {args.workers}: must be at least 0")
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    """Segment every input; 0 when all succeeded, 1 when any input failed."""
+    import time
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from patch2image.files import write_text
+    from patch2image.inference import Segmenter
+    from patch2image.segment import (
+        Outputs,
+        check_stems,
+        describe_failure,
+        disc_table,
+        expand_inputs,
+        load_segmentation_model,
+        segment_files,
+    )
+
+    _check_arguments(args)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    files, problems = expand_inputs(args.inputs, args.out)
+    check_stems(files)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if not files:
+        return 1
+    model, metadata, backend = load_segmentation_model(args.model, args.backend, args.threads, args.network)
+    patch_size = metadata.patch_size
+    if args.mode == "patch" and args.stride > patch_size:
+        raise UserError(f"--stride {args.stride}: must not exceed the patch size ({patch_size})")
+    segmenter = Segmenter(
+        model,
+        metadata,
+        mode=args.mode,
+        stride=args.stride,
+        tta=args.tta,
+        tile=args.tile,
+        overlap=args.overlap,
+        max_pixels=int(args.max_megapixels * 1e6),
+        precision=args.precision,
+    )
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
+
+    failed = len(problems)
+    started = time.perf_counter()
+    bar = tqdm(total=len(files), desc="segment", unit="image", disable=args.quiet or len(files) == 1, file=sys.stderr)
+
+    def report(path: Path, exc: Exception | None) -> None:
+        nonlocal failed
+        if exc is not None:
+            failed += 1
+            tqdm.write(f"error: {describe_failure(path, exc)}", file=sys.stderr)
+        bar.update(1)
+
+    outputs = Outputs(
+        threshold=args.threshold if args.threshold is not None else metadata.threshold,
+        prob_bits=args.prob_bits,
+        task=metadata.task,
+        largest_region=not args.all_regions,
+    )
+    with bar:
+        measured = segment_files(files, segmenter, out, outputs, report, args.workers)
+    if measured:
+        write_text(out / "optic_disc.csv", disc_table(measured))
+        print(f"optic disc centre and diameter of each image in {out / 'optic_disc.csv'}")
+    done = len(files) - (failed - len(problems))
+    seconds = (time.perf_counter() - started) / max(1, len(files))
+    print(
+        f"segmented {done} of {len(files)} images into {out} ({backend}, {args.mode} mode, {seconds:.2f} s per image)"
+    )
+    return 1 if failed else 0
+
+
+def cmd_export(args) -> int:
+    """Export the weights as ONNX, then check onnxruntime against PyTorch on a test image."""
+    from patch2image.export import export_onnx
+    from patch2image.weights import load_model
+
+    model, metadata = load_model(args.model, args.network)
+    difference = export_onnx(model, args.onnx, metadata, args.opset)
+    print(f"wrote {args.onnx} (opset {args.opset}; onnxruntime vs PyTorch on a test image: |diff| {difference:.1e})")
+    if difference > 1e-4:
+        print(f"error: {args.onnx}: onnxruntime and PyTorch differ by {difference:.1e} (> 1e-4)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_report(args) -> int:
+    from patch2image.report import build_report
+
+    path = build_report(args.run_dirs, args.out, args.images, args.page)
+    print(f"report in {path}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    """A local web page to segment photographs: drag and drop, threshold slider, downloads."""
+    from patch2image.serve import run_server
+
+    return run_server(
+        host=args.host, port=args.port, models=args.model, max_upload_mb=args.max_upload_mb,
+        max_megapixels=args.max_megapixels, threads=args.threads,
+    )  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,11 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score a run directory, or a model on a dataset")
     evaluate.add_argument("run_dir", nargs="?", help="a run directory of `patch2image train`")
     evaluate.add_argument("--model", help="a shipped model's name or a .safetensors file")
-    evaluate.add_argument(
-        "--network",
-        metavar="MODULE:CLASS",
-        help="a user network module:Class the weights were trained with (imported only when named here)",
-    )
+    evaluate.add_argument("--network", metavar="MODULE:CLASS", help=USER_NETWORK_HELP)
     evaluate.add_argument("--dataset", help="dataset root (DRIVE, STARE, CHASE_DB1, IDRiD or a folder)")
     _add_dataset_args(evaluate)  # with --images, all images are test images
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
@@ -208,16 +368,40 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", help="write the metrics here (and the per-image CSV beside it)")
     evaluate.set_defaults(run=cmd_evaluate, path=None)
 
-    from patch2image.export import add_export_arguments
-    from patch2image.report import add_report_arguments, cmd_report
-    from patch2image.segment import add_segment_arguments
+    segment = commands.add_parser("segment", help="segment photographs: probability maps, masks, overlays")
+    _add_segment_arguments(segment)
+    segment.set_defaults(run=cmd_segment)
 
-    add_segment_arguments(commands.add_parser("segment", help="segment photographs: probability maps, masks, overlays"))
-    add_export_arguments(commands.add_parser("export", help="export a model as ONNX with dynamic height and width"))
+    export = commands.add_parser("export", help="export a model as ONNX with dynamic height and width")
+    export.add_argument("model", metavar="NAME_OR_WEIGHTS", help="a shipped model's name or a .safetensors file")
+    export.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
+    export.add_argument("--network", metavar="MODULE:CLASS", help=USER_NETWORK_HELP)
+    export.add_argument("--opset", type=int, default=18, help="ONNX opset, 17 or later (default 18)")
+    export.set_defaults(run=cmd_export)
 
     report = commands.add_parser("report", help="the paper's tables and figures from run directories")
-    add_report_arguments(report)
+    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories, or folders holding them")
+    report.add_argument("--out", required=True, help="output folder: report.html, tables.md, tables.tex, figures/")
+    report.add_argument(
+        "--images", nargs="+", metavar="NAME",
+        help="test images (file stems) for the qualitative panels; default: the first of each dataset",
+    )  # fmt: skip
+    report.add_argument(
+        "--page", metavar="MARKDOWN", help="also write the tables into this Markdown page, below its hand-written text"
+    )
     report.set_defaults(run=cmd_report)
+
+    serve = commands.add_parser("serve", help="a local web page to segment photographs, for users without a terminal")
+    serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1: this computer only)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    serve.add_argument(
+        "--model", action="append", metavar="NAME_OR_WEIGHTS",
+        help="a model to offer, repeatable; the first is the page's default (default: every shipped model)",
+    )  # fmt: skip
+    serve.add_argument("--max-upload-mb", type=float, default=50, help="largest file accepted (default 50 MB)")
+    serve.add_argument("--max-megapixels", type=float, default=40, help="largest photograph accepted (default 40)")
+    serve.add_argument("--threads", type=int, default=None, help="CPU threads of the network (default: all)")
+    serve.set_defaults(run=cmd_serve)
 
     data = commands.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     check = data.add_parser("check", help="check a dataset's layout and files")

@@ -37,7 +37,7 @@ class DatasetConfig:
 @dataclass(frozen=True)
 class PatchConfig:
     size: int = 32
-    sampling: str | None = None  # grid, balanced or random; None: grid for vessels, balanced for the optic disc
+    sampling: str = "grid"  # grid, balanced or random; a file that leaves it out gets its task's (module docstring)
     stride: int = 16
     per_class: int = 500
     count: int = 1000
@@ -82,7 +82,8 @@ class EvaluationConfig:
 @dataclass(frozen=True)
 class Config:
     name: str
-    network: str = "light"
+    network: str = "light"  # a registered network, or a user's module:Class
+    network_args: dict = field(default_factory=dict)  # keyword arguments of the network's constructor
     seed: int = 0
     protocol: str = "paper"  # one of PROTOCOLS
     precision: str = "bf16"  # bf16 autocast where the CPU supports it, or fp32
@@ -95,7 +96,6 @@ class Config:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
 
 
 def load_config(path: str | Path, fold: int | None = None) -> Config:
@@ -142,7 +142,7 @@ def config_from_dict(raw, source: str = "configuration") -> Config:
     config = _build(Config, raw, source, "")
     _check_choice(source, "dataset.kind", config.dataset.kind, DATASET_KINDS)
     _check_choice(source, "protocol", config.protocol, PROTOCOLS)
-    if config.patches.sampling is None:
+    if "sampling" not in (raw.get("patches") or {}):
         task = DATASETS[config.dataset.kind].task if config.dataset.kind in DATASETS else "vessels"
         sampling = "balanced" if task == "optic_disc" else "grid"
         config = dataclasses.replace(config, patches=dataclasses.replace(config.patches, sampling=sampling))

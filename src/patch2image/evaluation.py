@@ -26,10 +26,84 @@ from pathlib import Path
 
 import numpy as np
 
+from patch2image.errors import UserError
 from patch2image.files import write_text
 from patch2image.metrics import METRICS, PooledScores, image_metrics, mean_metrics
 
 PROTOCOLS = ("whole", "fov")
+ROWS = ("patch", "frozen", "finetuned", "scratch")
+"""The rows of a results table, in the paper's order (``metrics/<row>.json`` in a run directory)."""
+ROW_LABELS = {"patch": "Patch", "frozen": "Image/Frozen", "finetuned": "Image/Fine-tuned", "scratch": "Image/Scratch"}
+SECOND_OBSERVER = "second_observer"
+"""The human reference: the second observer's labels scored against the first's."""
+
+
+def read_run_metrics(run_dir: str | Path) -> dict[str, dict]:
+    """{row: evaluation result} of every row a run directory has scored, the second observer included."""
+    run_dir = Path(run_dir)
+    return {
+        row: read_evaluation(path)
+        for row in (*ROWS, SECOND_OBSERVER)
+        if (path := run_dir / "metrics" / f"{row}.json").is_file()
+    }
+
+
+def evaluate_model(
+    model,
+    dataset,
+    split: str = "test",
+    fold: int | None = None,
+    threshold: float = 0.5,
+    mode: str = "image",
+    stride: int = 2,
+) -> dict:
+    """Score a model on one split of a dataset, every image at its original size, both protocols.
+
+    Parameters
+    ----------
+    model : patch2image.Segmenter, or a shipped model's name or a weights file
+    dataset : patch2image.data.Dataset
+    split : {"train", "val", "test", "all"}
+        A folder of images without a train/test layout has only "all" ("test" means it).
+    fold : int, optional
+        STARE and CHASE_DB1: the cross-validation fold whose split to score.
+    threshold, mode, stride :
+        The mask threshold; image-level or the paper's patch-level segmentation at ``stride``.
+
+    Returns
+    -------
+    result : dict
+        An evaluation result (module docstring).
+
+    On the dataset the model was trained on, images are segmented at the training size exactly, as
+    training scores its test images, not by the camera-independent scale rule (whose 2% aspect-ratio
+    tolerance STARE, 2.1%, and CHASE_DB1, 4.3%, exceed).
+    """
+    from patch2image.data import load_sample
+    from patch2image.inference import TRAINING_SIZE, Segmenter
+    from patch2image.weights import load_model
+
+    if not isinstance(model, Segmenter):
+        network, metadata = load_model(model)
+        same = metadata.dataset == dataset.kind and metadata.input_size
+        model = Segmenter(network, metadata, mode=mode, stride=stride, size=TRAINING_SIZE if same else None)
+    if split == "test" and dataset.kind == "folder" and not dataset.folds() and "test" not in dataset.groups:
+        split = "all"
+    files = dataset.files(split, fold=fold)
+    if not files:
+        raise UserError(dataset.problems[0] if dataset.problems else f"{dataset.root}: no {split} images")
+    samples = (load_sample(f) for f in files)
+    return evaluate_cases(((s.name, model(s.image), s.label, s.fov) for s in samples), threshold)
+
+
+def format_results(rows: dict[str, dict], protocol: str = "whole") -> str:
+    """A results table as text: one line per row, the mean over images of each metric."""
+    labels = ROW_LABELS | {SECOND_OBSERVER: "2nd observer"}
+    lines = [f"{'row':<18}" + "".join(f"{m:>9}" for m in METRICS)]
+    for row, result in rows.items():
+        values = result[protocol]["mean"]
+        lines.append(f"{labels.get(row, row):<18}" + "".join(f"{values[m]:>9.4f}" for m in METRICS))
+    return "\n".join(lines)
 
 
 def evaluate_cases(cases: Iterable, threshold: float = 0.5) -> dict:

@@ -3,6 +3,9 @@
     patch database -> patch training -> transfer (Image/Frozen) -> fine-tuning (Image/Fine-tuned)
     and the baselines: Patch (patch-level segmentation) and Image/Scratch (random initialisation).
 
+:func:`run_experiment` reads as the method does: the data prepared once (:func:`prepare_data`), then
+one step per phase (:data:`PHASE_STEPS`), each training its network and scoring its rows.
+
 A run directory holds everything: config.yaml, the weights of each phase (.safetensors),
 history.csv, metrics/<row>.json for the rows patch, frozen, finetuned and scratch, 8-bit
 probability maps of the test images under predictions/, and run.json with wall times. Each step is
@@ -17,30 +20,29 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import yaml
 
-from patch2image.config import Config
-from patch2image.data import Dataset, load_sample, open_dataset
+from patch2image.config import PHASES, Config, config_from_dict
+from patch2image.data import Dataset, load_sample, open_dataset, write_png
 from patch2image.data.field_of_view import fov_diameter
 from patch2image.data.synthetic import write_synthetic_dataset
 from patch2image.errors import UserError
-from patch2image.evaluation import evaluate_cases, write_evaluation
-from patch2image.files import atomic_write, write_text
+from patch2image.evaluation import SECOND_OBSERVER, evaluate_cases, read_run_metrics, write_evaluation
+from patch2image.files import write_text
 from patch2image.inference import predict_image, predict_patches
 from patch2image.metrics import best_dice_threshold
-from patch2image.networks import count_parameters, create_network
+from patch2image.networks import count_parameters, create_network, size_divisor
 from patch2image.patch_database import patch_database
-from patch2image.preprocessing import multiple_of_4, resize, resize_label
+from patch2image.preprocessing import resize, resize_label, round_to_multiple
 from patch2image.training import distributed
 from patch2image.training.augmentation import augment
 from patch2image.training.fit import TrainingData, fit, resolve_device
-from patch2image.weights import read_weights, save_weights
+from patch2image.weights import WeightsMetadata, read_weights, save_weights
 
-ROWS = {"patch": "Patch", "frozen": "Image/Frozen", "finetuned": "Image/Fine-tuned", "scratch": "Image/Scratch"}
-TABLE_METRICS = ("auc", "spec", "sens", "acc", "dice", "jaccard", "auprc")
+WEIGHTS = {"patch": "patch", "finetune": "finetuned", "scratch": "scratch"}
+"""The weights file each phase leaves in the run directory (``NAME.safetensors``)."""
 
 
 @dataclass
@@ -61,107 +63,172 @@ class PreparedImages:
 
 def run_experiment(
     config: Config, out_dir: str | Path, resume: bool = False, quiet: bool = False, device: str = "auto"
-) -> dict:
-    """Run every phase the configuration names; return the whole-image mean metrics per row.
+) -> dict[str, dict]:
+    """Prepare the data, then run each phase the configuration names: train it, score its rows.
 
+    Returns ``{row: evaluation result}`` of every scored row (:func:`patch2image.evaluation.read_run_metrics`).
     Under torchrun every process prepares the data and trains its share; rank 0 alone writes files.
     """
     out = Path(out_dir)
     device = resolve_device(device)
     distributed.init_from_environment(device)
-    main = distributed.is_main()
     stored_config = _check_run_dir(config, out, resume)
-    if main:
+    run = Run(config, out, device, quiet, *prepare_data(config, out))
+    if distributed.is_main() and not stored_config.exists():  # claimed only once the data is known to be good
+        write_text(stored_config, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    for phase in PHASES:
+        if phase in config.phases:
+            PHASE_STEPS[phase](run)
+    distributed.barrier()
+    if not distributed.is_main():
+        return {}
+    run.score_second_observer()
+    return read_run_metrics(out)
+
+
+def prepare_data(config: Config, out: Path) -> tuple[PreparedImages, PreparedImages, PreparedImages, str]:
+    """(train, val, test) images at the training size, and the dataset's task."""
+    if distributed.is_main():
         open_experiment_dataset(config, out)  # writes the synthetic data once, before the others read it
     distributed.barrier()
     dataset = open_experiment_dataset(config, out)
-    size = tuple(config.dataset.size or dataset.paper_size or _first_size(dataset, config))
-    size = multiple_of_4(size)
+    divisor = size_divisor(create_network(config.network, **config.network_args))
+    size = round_to_multiple(config.dataset.size or dataset.paper_size or _first_size(dataset, config), divisor)
     split = {"fold": config.dataset.fold, "val_fraction": config.dataset.val_fraction, "seed": config.seed}
-    train = prepare_images(dataset, dataset.files("train", **split), size, config)
-    val = prepare_images(dataset, dataset.files("val", **split), size, config)
-    test = prepare_images(dataset, dataset.files("test", **split), size, config, keep_original=True)
+    train = prepare_images(dataset.files("train", **split), size, config)
+    val = prepare_images(dataset.files("val", **split), size, config)
+    test = prepare_images(dataset.files("test", **split), size, config, keep_original=True)
     if not len(train.names) or not len(val.names) or not len(test.names):
         raise UserError(
             f"{dataset.root}: need training, validation and test images "
             f"(found {len(train.names)}, {len(val.names)}, {len(test.names)})"
         )
-    if main and not stored_config.exists():  # claimed only once the data is known to be good
-        write_text(stored_config, yaml.safe_dump(config.to_dict(), sort_keys=False))
-    metadata = {
-        "network": config.network,
-        "dataset": config.dataset.kind,
-        "task": dataset.task,
-        "input_size": list(size),
-        "fov_diameter": float(np.median(train.fov_diameters)),
-        "preprocessing": dataclasses.asdict(config.preprocessing),
-        "patch_size": config.patches.size,
-        "protocol": config.protocol,
-        "experiment": config.name,
-        "seed": config.seed,
-    }
-    run_info = _read_json(out / "run.json") or {
-        "experiment": config.name,
-        "network": config.network,
-        "parameters": count_parameters(create_network(config.network)),
-        "dataset": config.dataset.kind,
-        "fold": config.dataset.fold,
-        "input_size": list(size),
-        "wall_seconds": {},
-    }
-    phases = config.phases
+    return train, val, test, dataset.task
 
-    def train_phase(phase: str, model: torch.nn.Module, train_data, val_data: TrainingData, augmentation):
+
+@dataclass
+class Run:
+    """One experiment's run directory while it runs: training phases into it, scoring rows from it."""
+
+    config: Config
+    out: Path
+    device: torch.device
+    quiet: bool
+    train: PreparedImages
+    val: PreparedImages
+    test: PreparedImages
+    task: str
+
+    def __post_init__(self):
+        config = self.config
+        self.metadata = WeightsMetadata(
+            network=config.network,
+            network_args=dict(config.network_args),
+            size_divisor=size_divisor(self.new_network()),
+            task=self.task,
+            input_size=list(self.train.grey.shape[1:]),
+            fov_diameter=float(np.median(self.train.fov_diameters)),
+            preprocessing=dataclasses.asdict(config.preprocessing),
+            patch_size=config.patches.size,
+            protocol=config.protocol,
+            dataset=config.dataset.kind,
+            fold=config.dataset.fold,
+            test_images=list(self.test.names),
+            experiment=config.name,
+            seed=config.seed,
+        )
+        self.info = _read_json(self.out / "run.json") or {
+            "experiment": config.name,
+            "network": config.network,
+            "parameters": count_parameters(self.new_network()),
+            "dataset": config.dataset.kind,
+            "fold": config.dataset.fold,
+            "input_size": self.metadata.input_size,
+            "wall_seconds": {},
+        }
+
+    def new_network(self) -> torch.nn.Module:
+        torch.manual_seed(self.config.seed)  # the same initial weights for every phase that starts from scratch
+        return create_network(self.config.network, **self.config.network_args)
+
+    def trained(self, phase: str, train_data, augmentation, start_from: str | None = None) -> torch.nn.Module:
+        """The phase's network: read from its weights file, or trained (resuming its checkpoint) and saved."""
+        weights = self.out / f"{WEIGHTS[phase]}.safetensors"
+        model = self.new_network()
+        if weights.exists():
+            model.load_state_dict(read_weights(weights)[0])
+            return model.eval()
+        if start_from:
+            model.load_state_dict(read_weights(self.out / f"{WEIGHTS[start_from]}.safetensors")[0])
+        val_data = _patches(self.val, self.config) if phase == "patch" else self.val.training_data()
         started = time.perf_counter()
         rows = fit(
-            model, train_data, val_data, phase, phases[phase], out / "checkpoints" / f"{phase}.safetensors",
-            seed=config.seed, augmentation=augmentation, precision=config.precision, quiet=quiet, device=device,
+            model, train_data, val_data, phase, self.config.phases[phase],
+            self.out / "checkpoints" / f"{phase}.safetensors", seed=self.config.seed, augmentation=augmentation,
+            precision=self.config.precision, quiet=self.quiet, device=self.device,
         )  # fmt: skip
-        if not main:
+        if distributed.is_main():
+            _write_history(self.out / "history.csv", phase, rows)
+            seconds = self.info["wall_seconds"].get(phase, 0) + time.perf_counter() - started
+            self.info["wall_seconds"][phase] = round(seconds, 1)
+            write_text(self.out / "run.json", json.dumps(self.info, indent=2))
+            save_weights(weights, model, self.metadata)
+        distributed.barrier()
+        return model.eval()
+
+    def score(self, row: str, predict) -> None:
+        """Score one row on the test images at their original size (rank 0; skipped once written)."""
+        target = self.out / "metrics" / f"{row}.json"
+        if target.exists() or not distributed.is_main():
             return
-        _write_history(out / "history.csv", phase, rows)
-        run_info["wall_seconds"][phase] = round(
-            run_info["wall_seconds"].get(phase, 0) + time.perf_counter() - started, 1
-        )
-        write_text(out / "run.json", json.dumps(run_info, indent=2))
+        threshold = self.config.evaluation.threshold
+        if threshold == "validation":
+            threshold = best_dice_threshold([predict(grey) for grey in self.val.grey], list(self.val.label))
+        cases = []
+        for name, grey, sample in zip(self.test.names, self.test.grey, self.test.original, strict=True):
+            prob = resize(predict(grey), sample.original_size)
+            predictions = self.out / "predictions"
+            write_png(predictions / row / f"{name}.png", _to_uint8(prob))
+            if not (predictions / "label" / f"{name}.png").exists():
+                write_png(predictions / "label" / f"{name}.png", sample.label.astype(np.uint8) * 255)
+                write_png(predictions / "image" / f"{name}.png", sample.image)
+            cases.append((name, prob, sample.label, sample.fov))
+        write_evaluation(evaluate_cases(cases, threshold), target)
 
-    if "patch" in phases:
+    def score_second_observer(self) -> None:
+        target = self.out / "metrics" / f"{SECOND_OBSERVER}.json"
+        originals = self.test.original
+        if originals and originals[0].second_label is not None and not target.exists():
+            cases = [(s.name, s.second_label.astype(np.float32), s.label, s.fov) for s in originals]
+            write_evaluation(evaluate_cases(cases), target)  # a binary map: any threshold in (0, 1] is the same
 
-        def patch_training(m):
-            if config.augmentation.level == "image":
-                train_phase("patch", m, _augmented_patches(train, config), _patches(val, config), None)
-            else:
-                train_phase("patch", m, _patches(train, config), _patches(val, config), config.augmentation)
 
-        model = _load_or_train(out / "patch.safetensors", config, metadata, patch_training)
-        patch_size, stride = config.patches.size, config.evaluation.patch_stride
-        _score(out, "patch", test, val, config, lambda g: predict_patches(model, g, patch_size, stride))
-        _score(out, "frozen", test, val, config, lambda g: predict_image(model, g))
-    if "finetune" in phases:
-        if "patch" not in phases:
-            raise UserError(f"{config.name}: phases.finetune needs phases.patch, whose weights it starts from")
+def patch_training(run: Run) -> None:
+    """Phases 1-3: the patch database, patch training, transfer; rows Patch and Image/Frozen."""
+    config = run.config
+    if config.augmentation.level == "image":
+        model = run.trained("patch", _augmented_patches(run.train, config), None)
+    else:
+        model = run.trained("patch", _patches(run.train, config), config.augmentation)
+    run.score("patch", lambda g: predict_patches(model, g, config.patches.size, config.evaluation.patch_stride))
+    run.score("frozen", lambda g: predict_image(model, g))
 
-        def fine_tune(m):
-            m.load_state_dict(read_weights(out / "patch.safetensors")[0])
-            train_phase("finetune", m, train.training_data(), val.training_data(), config.augmentation)
 
-        model = _load_or_train(out / "finetuned.safetensors", config, metadata, fine_tune)
-        _score(out, "finetuned", test, val, config, lambda g: predict_image(model, g))
-    if "scratch" in phases:
+def fine_tuning(run: Run) -> None:
+    """Phase 4: the transferred weights trained further on whole images; row Image/Fine-tuned."""
+    if "patch" not in run.config.phases:
+        raise UserError(f"{run.config.name}: phases.finetune needs phases.patch, whose weights it starts from")
+    model = run.trained("finetune", run.train.training_data(), run.config.augmentation, start_from="patch")
+    run.score("finetuned", lambda g: predict_image(model, g))
 
-        def from_scratch(m):
-            train_phase("scratch", m, train.training_data(), val.training_data(), config.augmentation)
 
-        model = _load_or_train(out / "scratch.safetensors", config, metadata, from_scratch)
-        _score(out, "scratch", test, val, config, lambda g: predict_image(model, g))
-    distributed.barrier()
-    if not main:
-        return {}
-    human = out / "metrics" / "second_observer.json"
-    if test.original and test.original[0].second_label is not None and not human.exists():
-        cases = [(s.name, s.second_label.astype(np.float32), s.label, s.fov) for s in test.original]
-        write_evaluation(evaluate_cases(cases), human)  # a binary map: any threshold in (0, 1] is the same
-    return results_summary(out)
+def scratch_training(run: Run) -> None:
+    """The baseline: the same network trained on whole images from random weights; row Image/Scratch."""
+    model = run.trained("scratch", run.train.training_data(), run.config.augmentation)
+    run.score("scratch", lambda g: predict_image(model, g))
+
+
+PHASE_STEPS = {"patch": patch_training, "finetune": fine_tuning, "scratch": scratch_training}
 
 
 def open_experiment_dataset(config: Config, out: Path) -> Dataset:
@@ -176,7 +243,7 @@ def open_experiment_dataset(config: Config, out: Path) -> Dataset:
     return open_dataset(config.dataset.path, config.dataset.kind)
 
 
-def prepare_images(dataset: Dataset, files, size, config: Config, keep_original: bool = False) -> PreparedImages:
+def prepare_images(files, size, config: Config, keep_original: bool = False) -> PreparedImages:
     names, greys, labels, originals, diameters = [], [], [], [], []
     for sample_files in files:
         sample = load_sample(sample_files)
@@ -215,43 +282,8 @@ def _augmented_patches(images: PreparedImages, config: Config):
     return epoch_patches
 
 
-def _load_or_train(weights: Path, config: Config, metadata: dict, train) -> torch.nn.Module:
-    torch.manual_seed(config.seed)  # the same initial weights for every phase that starts from scratch
-    model = create_network(config.network)
-    if weights.exists():
-        model.load_state_dict(read_weights(weights)[0])
-    else:
-        train(model)
-        if distributed.is_main():
-            save_weights(weights, model, metadata)
-    distributed.barrier()
-    return model.eval()
-
-
-def _score(out: Path, row: str, test: PreparedImages, val: PreparedImages, config: Config, predict) -> None:
-    target = out / "metrics" / f"{row}.json"
-    if target.exists() or not distributed.is_main():
-        return
-    threshold = config.evaluation.threshold
-    if threshold == "validation":
-        threshold = best_dice_threshold([predict(grey) for grey in val.grey], list(val.label))
-    cases = []
-    for name, grey, sample in zip(test.names, test.grey, test.original, strict=True):
-        prob = resize(predict(grey), sample.original_size)
-        _write_png(out / "predictions" / row / f"{name}.png", prob)
-        if not (out / "predictions" / "label" / f"{name}.png").exists():
-            _write_png(out / "predictions" / "label" / f"{name}.png", sample.label.astype(np.float32))
-            _write_png(out / "predictions" / "image" / f"{name}.png", sample.image[..., ::-1])
-        cases.append((name, prob, sample.label, sample.fov))
-    write_evaluation(evaluate_cases(cases, threshold), target)
-
-
-def _write_png(path: Path, array: np.ndarray) -> None:
-    if array.dtype != np.uint8:
-        array = np.clip(array * 255 + 0.5, 0, 255).astype(np.uint8)
-    ok, encoded = cv2.imencode(".png", array)
-    with atomic_write(path) as tmp:
-        Path(tmp).write_bytes(encoded.tobytes())
+def _to_uint8(prob: np.ndarray) -> np.ndarray:
+    return np.clip(prob * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
 def _write_history(path: Path, phase: str, rows: list[dict]) -> None:
@@ -275,7 +307,8 @@ def _check_run_dir(config: Config, out: Path, resume: bool) -> Path:
     if exists:
         if not resume:
             raise UserError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
-        if yaml.safe_load(stored.read_text()) != config.to_dict():
+        # Read back through the configuration's own checks, so keys added since take their defaults.
+        if config_from_dict(yaml.safe_load(stored.read_text()), str(stored)).to_dict() != config.to_dict():
             raise UserError(f"{out}: the run was made with another configuration; it cannot be resumed with this one")
     return stored
 
@@ -287,23 +320,3 @@ def _first_size(dataset: Dataset, config: Config) -> tuple[int, int]:
 
 def _read_json(path: Path):
     return json.loads(path.read_text()) if path.exists() else None
-
-
-def results_summary(out: str | Path) -> dict:
-    """{row: whole-image mean metrics} for every row the run directory has scored."""
-    out = Path(out)
-    summary = {}
-    for row in [*ROWS, "second_observer"]:
-        result = _read_json(out / "metrics" / f"{row}.json")
-        if result:
-            summary[row] = result["whole"]["mean"]
-    return summary
-
-
-def format_results(summary: dict) -> str:
-    """The four-row results table (whole image, mean over test images), as the paper prints it."""
-    labels = ROWS | {"second_observer": "2nd observer"}
-    lines = [f"{'row':<18}" + "".join(f"{m:>9}" for m in TABLE_METRICS)]
-    for row, values in summary.items():
-        lines.append(f"{labels[row]:<18}" + "".join(f"{values[m]:>9.4f}" for m in TABLE_METRICS))
-    return "\n".join(lines)

@@ -25,6 +25,7 @@ in one pass (tests/test_inference.py checks the bound on a smaller image).
 import contextlib
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,10 +33,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from patch2image.errors import UserError
-from patch2image.preprocessing import Preprocessing, multiple_of_4, resize
+from patch2image.networks import size_divisor
+from patch2image.preprocessing import Preprocessing, resize, round_to_multiple
+from patch2image.weights import WeightsMetadata
 
 DEFAULT_MAX_PIXELS = 1_500_000
-"""Images with more pixels (after padding to a multiple of 4) are segmented in tiles."""
+"""Images with more pixels (after padding to the network's size divisor) are segmented in tiles."""
 
 DEFAULT_OVERLAP = 192
 """Tile overlap in pixels. Each tile ignores its outer ``overlap // 4`` pixels at inner edges, so the
@@ -98,15 +101,15 @@ def _as_grey(grey: np.ndarray) -> np.ndarray:
     return grey
 
 
-def _pad_to_multiple_of_4(grey: np.ndarray) -> np.ndarray:
+def _pad_to_multiple(grey: np.ndarray, divisor: int) -> np.ndarray:
     # Reflect (not zeros) so the padded border looks like image to the network.
     height, width = grey.shape
-    pad = ((0, -height % 4), (0, -width % 4))
+    pad = ((0, -height % divisor), (0, -width % divisor))
     return np.pad(grey, pad, mode="reflect" if min(height, width) > 1 else "edge")
 
 
 def _forward(predictor, grey: np.ndarray, tta: bool) -> np.ndarray:
-    """Probabilities of one (H, W) array whose sides are multiples of 4; with TTA, mean with the flip."""
+    """Probabilities of one (H, W) array whose sides fit the network; with TTA, mean with the flip."""
     x = torch.from_numpy(np.ascontiguousarray(grey))[None, None]
     if tta:
         x = torch.cat([x, x.flip(-1)])
@@ -139,7 +142,7 @@ def predict_image(
     grey : ndarray of shape (H, W)
         The pre-processed image, float in [0, 1], at the network's training scale.
     tile : int, optional
-        Largest tile side in pixels (rounded down to a multiple of 4). By default the image is
+        Largest tile side in pixels (rounded down to a multiple of the network's size divisor). By default the image is
         segmented in one pass when it has at most ``max_pixels`` pixels, and in tiles of at most
         ``max_pixels`` pixels otherwise.
     overlap : int
@@ -158,44 +161,45 @@ def predict_image(
     """
     grey = _as_grey(grey)
     height, width = grey.shape
-    padded = _pad_to_multiple_of_4(grey)
-    tile_size = _tile_size(padded.shape, tile, max_pixels)
+    divisor = size_divisor(model)
+    padded = _pad_to_multiple(grey, divisor)
+    tile_size = _tile_size(padded.shape, tile, max_pixels, divisor)
     with _predictor(model, precision) as predictor:
         if tile_size == padded.shape:
             prob = _forward(predictor, padded, tta)
         else:
-            prob = _predict_tiles(predictor, padded, tile_size, overlap, tta)
+            prob = _predict_tiles(predictor, padded, tile_size, overlap, tta, divisor)
     return prob[:height, :width]
 
 
-def _tile_size(shape: tuple[int, int], tile: int | None, max_pixels: int) -> tuple[int, int]:
-    """(height, width) of the tiles, multiples of 4; ``shape`` itself means one pass."""
+def _tile_size(shape: tuple[int, int], tile: int | None, max_pixels: int, d: int = 4) -> tuple[int, int]:
+    """(height, width) of the tiles, multiples of the size divisor ``d``; ``shape`` itself means one pass."""
     height, width = shape
     if tile is not None:
-        side = max(4, tile // 4 * 4)
+        side = max(d, tile // d * d)
         return min(height, side), min(width, side)
     if height * width <= max_pixels:
         return height, width
-    side = max(4, math.isqrt(int(max_pixels)) // 4 * 4)
+    side = max(d, math.isqrt(int(max_pixels)) // d * d)
     # Long thin images get long thin tiles: fewer seams for the same budget.
     tile_h = min(height, side)
-    tile_w = min(width, max(4, max_pixels // tile_h // 4 * 4))
-    tile_h = min(height, max(4, max_pixels // tile_w // 4 * 4))
+    tile_w = min(width, max(d, max_pixels // tile_h // d * d))
+    tile_h = min(height, max(d, max_pixels // tile_w // d * d))
     return tile_h, tile_w
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+def tile_starts(length: int, tile: int, overlap: int, divisor: int = 4) -> list[int]:
     """Starts of tiles of side ``tile`` covering ``length`` pixels, overlapping by at least ``overlap``.
 
-    All multiples of 4 (so the networks' down-sampling grid is the same in every tile as in the whole
-    image), spread evenly, the first at 0 and the last at ``length - tile``.
+    All multiples of ``divisor``, the network's size divisor (so its down-sampling grid is the same in
+    every tile as in the whole image), spread evenly, the first at 0 and the last at ``length - tile``.
     """
     if length <= tile:
         return [0]
-    step = max(4, (tile - overlap) // 4 * 4)
+    step = max(divisor, (tile - overlap) // divisor * divisor)
     count = math.ceil((length - tile) / step) + 1
     spread = (length - tile) / (count - 1)
-    return [int(i * spread) // 4 * 4 for i in range(count - 1)] + [length - tile]
+    return [int(i * spread) // divisor * divisor for i in range(count - 1)] + [length - tile]
 
 
 def _ramp(length: int, lead: bool, trail: bool, overlap: int) -> np.ndarray:
@@ -215,16 +219,16 @@ def _ramp(length: int, lead: bool, trail: bool, overlap: int) -> np.ndarray:
     return weight
 
 
-def _predict_tiles(predictor, padded: np.ndarray, tile_size: tuple[int, int], overlap: int, tta: bool) -> np.ndarray:
+def _predict_tiles(predictor, padded, tile_size: tuple[int, int], overlap: int, tta: bool, divisor: int) -> np.ndarray:
     height, width = padded.shape
     tile_h, tile_w = tile_size
     # A tile must reach past its own zero-weight margins.
-    overlap = max(0, min(overlap, min(tile_h, tile_w) // 2 // 4 * 4))
+    overlap = max(0, min(overlap, min(tile_h, tile_w) // 2 // divisor * divisor))
     total = np.zeros(padded.shape, np.float32)
     weights = np.zeros(padded.shape, np.float32)
-    for y in tile_starts(height, tile_h, overlap):
+    for y in tile_starts(height, tile_h, overlap, divisor):
         wy = _ramp(tile_h, y > 0, y + tile_h < height, overlap)
-        for x in tile_starts(width, tile_w, overlap):
+        for x in tile_starts(width, tile_w, overlap, divisor):
             wx = _ramp(tile_w, x > 0, x + tile_w < width, overlap)
             weight = wy[:, None] * wx[None, :]
             prob = _forward(predictor, padded[y : y + tile_h, x : x + tile_w], tta)
@@ -324,7 +328,7 @@ TRAINING_SIZE = "training"
 
 
 def working_size(
-    rgb: np.ndarray, metadata: dict, size: tuple[int, int] | str | None = None
+    rgb: np.ndarray, metadata: WeightsMetadata | dict, size: tuple[int, int] | str | None = None
 ) -> tuple[tuple[int, int], str]:
     """The size at which a photograph is segmented: the model's training scale, by a documented rule.
 
@@ -337,20 +341,20 @@ def working_size(
        the photograph is resized to ``input_size``.
     3. Else the photograph keeps its size.
 
-    The result is rounded to multiples of 4. Rule 1 is skipped when no field of view is found (no dark
-    surround: a cropped photograph) or it is narrower than 16 pixels.
+    The result is rounded to multiples of the network's size divisor. Rule 1 is skipped when no field
+    of view is found (no dark surround: a cropped photograph) or it is narrower than 16 pixels.
 
     Parameters
     ----------
     rgb : ndarray of shape (H, W, 3)
         The photograph at its original size.
-    metadata : dict
-        The weights' metadata (``fov_diameter``, ``input_size``).
+    metadata : WeightsMetadata
+        The weights' metadata (``fov_diameter``, ``input_size``, ``size_divisor``).
     size : None, "training" or (height, width)
         An override of the rule. ``"training"`` (:data:`TRAINING_SIZE`): the training size
         ``metadata["input_size"]`` exactly, whatever the aspect ratio, as training resizes its test
         images before scoring them; use it to score weights on the dataset they were trained on
-        (``patch2image evaluate`` does). ``(height, width)``: that size, rounded to multiples of 4.
+        (``patch2image evaluate`` does). ``(height, width)``: that size, rounded to the divisor.
 
     Returns
     -------
@@ -363,19 +367,23 @@ def working_size(
     UserError
         ``size="training"`` and the metadata has no ``input_size``.
     """
+    metadata = WeightsMetadata.coerce(metadata)
     height, width = rgb.shape[:2]
+
+    def fit(sides) -> tuple[int, int]:
+        return round_to_multiple(sides, metadata.size_divisor)
+
     if isinstance(size, str):
         if size != TRAINING_SIZE:
             raise ValueError(f"size must be None, {TRAINING_SIZE!r} or (height, width), got {size!r}")
-        input_size = metadata.get("input_size")
-        if not input_size:
+        if not metadata.input_size:
             raise UserError("weights metadata: no input_size, so there is no training size to segment at")
-        in_h, in_w = (int(s) for s in input_size)
-        return multiple_of_4((in_h, in_w)), f"training size {in_h}x{in_w} (exactly)"
+        in_h, in_w = (int(s) for s in metadata.input_size)
+        return fit((in_h, in_w)), f"training size {in_h}x{in_w} (exactly)"
     if size is not None:
         out_h, out_w = (int(s) for s in size)
-        return multiple_of_4((out_h, out_w)), f"given size {out_h}x{out_w}"
-    model_diameter = metadata.get("fov_diameter")
+        return fit((out_h, out_w)), f"given size {out_h}x{out_w}"
+    model_diameter = metadata.fov_diameter
     if model_diameter:
         from patch2image.data import field_of_view_mask, fov_diameter
 
@@ -384,14 +392,13 @@ def working_size(
         # An all-True mask means no dark surround was found: the width says nothing about the eye.
         if not mask.all() and math.isfinite(diameter) and diameter >= 16:
             factor = float(model_diameter) / diameter
-            size = multiple_of_4((height * factor, width * factor))
+            size = fit((height * factor, width * factor))
             return size, f"field of view {diameter:.0f} px -> {float(model_diameter):.0f} px (x{factor:.3g})"
-    input_size = metadata.get("input_size")
-    if input_size:
-        in_h, in_w = input_size
+    if metadata.input_size:
+        in_h, in_w = metadata.input_size
         if abs((height / width) / (in_h / in_w) - 1) <= 0.02:
-            return multiple_of_4((in_h, in_w)), f"training size {in_h}x{in_w}"
-    return multiple_of_4((height, width)), "original size"
+            return fit((in_h, in_w)), f"training size {in_h}x{in_w}"
+    return fit((height, width)), "original size"
 
 
 @dataclass
@@ -401,8 +408,9 @@ class Segmenter:
     Parameters
     ----------
     model : torch.nn.Module or object with ``probabilities``
-    metadata : dict
-        The weights' metadata: ``fov_diameter``, ``input_size``, ``preprocessing``, ``patch_size``.
+    metadata : WeightsMetadata
+        The weights' metadata: ``fov_diameter``, ``input_size``, ``preprocessing``, ``patch_size``
+        (a dictionary of these is read as one).
     mode : {"image", "patch"}
         Image-level segmentation (one pass or tiles) or the paper's patch-level segmentation.
     stride : int
@@ -426,7 +434,7 @@ class Segmenter:
     """
 
     model: object
-    metadata: dict = field(default_factory=dict)
+    metadata: WeightsMetadata = field(default_factory=WeightsMetadata)
     mode: str = "image"
     stride: int = 2
     tta: bool = False
@@ -442,15 +450,32 @@ class Segmenter:
             raise ValueError(f"mode must be 'image' or 'patch', got {self.mode!r}")
         if isinstance(self.size, str) and self.size != TRAINING_SIZE:
             raise ValueError(f"size must be None, {TRAINING_SIZE!r} or (height, width), got {self.size!r}")
-        settings = self.metadata.get("preprocessing") or {}
+        self.metadata = WeightsMetadata.coerce(self.metadata)
+        settings = self.metadata.preprocessing
         try:
             self.preprocessing = Preprocessing(**settings)
         except TypeError:
             raise UserError(f"weights metadata: preprocessing {settings!r} is not order, gamma, clahe") from None
 
-    def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 RGB -> (H, W) float32 probabilities."""
+    def __call__(self, rgb) -> np.ndarray:
+        """(H, W, 3) uint8 RGB, or an image file's path -> (H, W) float32 probabilities at its size."""
+        if isinstance(rgb, str | Path):
+            from patch2image.data import read_image
+
+            rgb = read_image(rgb)
+        rgb = np.asarray(rgb)
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise UserError(f"expected an RGB image of shape (H, W, 3) and dtype uint8, got {rgb.shape} {rgb.dtype}")
         return self.finish(self.predict(self.prepare(rgb)), rgb.shape[:2])
+
+    @property
+    def threshold(self) -> float:
+        """The threshold the model was scored at (0.5, or the one chosen on its validation images)."""
+        return self.metadata.threshold
+
+    def mask(self, rgb) -> np.ndarray:
+        """(H, W) bool: the vessels (or the optic disc) at :attr:`threshold`."""
+        return self(rgb) >= self.threshold
 
     # The three steps of __call__, apart so that a batch command can run ``prepare`` and ``finish`` in
     # other processes while this one runs the network (``patch2image segment --workers``).
@@ -477,7 +502,7 @@ class Segmenter:
 
     def _predict(self, grey: np.ndarray) -> np.ndarray:
         if self.mode == "patch":
-            patch_size = int(self.metadata.get("patch_size") or 32)
+            patch_size = int(self.metadata.patch_size)
             return predict_patches(self.model, grey, patch_size, self.stride, self.batch_size, precision=self.precision)
         return predict_image(
             self.model,

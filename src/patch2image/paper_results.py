@@ -19,8 +19,6 @@ from typing import NamedTuple
 
 from patch2image.metrics import METRICS
 
-ROWS = ("patch", "frozen", "finetuned", "scratch")
-ROW_LABELS = {"patch": "Patch", "frozen": "Image/Frozen", "finetuned": "Image/Fine-tuned", "scratch": "Image/Scratch"}
 TABLES = {"drive": "Table 1", "stare": "Table 2", "chase_db1": "Table 3", "idrid": "Table 4"}
 
 

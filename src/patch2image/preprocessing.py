@@ -78,6 +78,6 @@ def resize_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return resize(label.astype(np.float32), size) >= 0.5
 
 
-def multiple_of_4(size: tuple[int, int]) -> tuple[int, int]:
-    """The networks down-sample twice, so their input sides must be multiples of 4."""
-    return tuple(max(4, int(round(s / 4)) * 4) for s in size)
+def round_to_multiple(size: tuple[float, float], divisor: int = 4) -> tuple[int, int]:
+    """The nearest sides that are multiples of ``divisor`` (a network that halves twice needs 4)."""
+    return tuple(max(divisor, int(round(s / divisor)) * divisor) for s in size)

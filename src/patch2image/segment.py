@@ -1,11 +1,11 @@
 """``patch2image segment``: photographs in, probability maps, masks and overlays out.
 
-For each input ``DIR/NAME.EXT`` it writes, in ``--out``, ``NAME_prob.png`` (probability x 255, 8-bit
-grey), ``NAME_mask.png`` (0/255, probability >= ``--threshold``, by default the threshold the model
-was scored at) and ``NAME_overlay.png`` (the segmentation in green over the photograph), all at the
-photograph's original size. A file that cannot
-be read or segmented is reported on stderr as ``error: FILE: what`` and skipped; the others go on and
-the exit status is 1 at the end.
+For each input ``DIR/NAME.EXT`` it writes, in ``--out``, ``NAME_prob.png`` (probability x 65535, 16-bit
+grey; ``--prob-bits 8``: x 255, for viewers that show 16-bit grey as black), ``NAME_mask.png`` (0/255,
+probability >= ``--threshold``, by default the threshold the model was scored at) and
+``NAME_overlay.png`` (the segmentation in green over the photograph), all at the photograph's
+original size. A file that cannot be read or segmented is reported on stderr as ``error: FILE: what``
+and skipped; the others go on and the exit status is 1 at the end.
 
 With ``--workers N`` (N >= 1), N worker processes read and pre-process the next photographs and write
 the outputs of the previous ones while this process runs the network, so the network does not wait on
@@ -15,13 +15,10 @@ number of workers: every image goes through the same functions (:func:`prepare_f
 :func:`finish_file`), only in other processes.
 """
 
-import argparse
 import dataclasses
 import glob
 import multiprocessing
 import signal
-import sys
-import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -30,18 +27,21 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
+from patch2image.data.io import write_png
 from patch2image.errors import UserError
-from patch2image.files import atomic_write
-from patch2image.inference import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, Segmenter
+from patch2image.inference import Segmenter
 
 IMAGE_SUFFIXES = frozenset(
     ".png .jpg .jpeg .jpe .tif .tiff .bmp .gif .ppm .pgm .pnm .pbm .webp .jp2 .j2k .tga .ico".split()
 )
 OUTPUTS = ("prob", "mask", "overlay")
-OVERLAY_COLOUR = np.array([0, 255, 0], np.float32)  # RGB
+OVERLAY_COLOURS = {"vessels": np.array([0, 255, 0], np.float32), "optic_disc": np.array([255, 200, 0], np.float32)}
+"""RGB tint of the segmented pixels: green vessels, an amber optic disc."""
 OVERLAY_ALPHA = 0.6
+DISC_COLUMNS = ("image", "centre_x", "centre_y", "diameter")
+"""``optic_disc.csv``: the disc's centroid and its equivalent diameter (of a circle of the same area),
+in pixels of the original photograph."""
 
 
 # --------------------------------------------------------------------------- inputs
@@ -114,7 +114,7 @@ def expand_inputs(specs: list[str], out_dir: str | Path | None = None) -> tuple[
     return files, problems
 
 
-def _check_stems(files: list[Path]) -> None:
+def check_stems(files: list[Path]) -> None:
     owners: dict[str, Path] = {}
     for path in files:
         stem = output_stem(path)
@@ -128,33 +128,70 @@ def _check_stems(files: list[Path]) -> None:
 # --------------------------------------------------------------------------- outputs
 
 
-def write_png(path: str | Path, image: np.ndarray) -> None:
-    """Write a grey (H, W) or RGB (H, W, 3) uint8 image as PNG, atomically."""
-    if image.ndim == 3:
-        image = image[..., ::-1]  # OpenCV writes BGR
-    ok, data = cv2.imencode(".png", np.ascontiguousarray(image))
-    if not ok:
-        raise OSError(f"{path}: PNG encoding failed")
-    with atomic_write(path) as tmp:
-        Path(tmp).write_bytes(data.tobytes())
+def probability_png(prob: np.ndarray, bits: int = 16) -> np.ndarray:
+    """Probabilities as PNG grey levels: 16 bits (value / 65535) keep the ranking of faint vessels,
+    which 8 bits (value / 255, for viewing) would tie with the background below 1/510."""
+    top = 65535 if bits == 16 else 255
+    return np.round(np.clip(prob, 0, 1) * top).astype(np.uint16 if bits == 16 else np.uint8)
 
 
-def overlay(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The photograph with the segmented pixels tinted in ``OVERLAY_COLOUR``."""
+def overlay(rgb: np.ndarray, mask: np.ndarray, task: str = "vessels") -> np.ndarray:
+    """The photograph with the segmented pixels tinted in the task's colour (``OVERLAY_COLOURS``)."""
     # One 256-entry table per channel: no float copy of a possibly 12-megapixel photograph.
     levels = np.arange(256, dtype=np.float32)[None, :]
-    tables = np.round((1 - OVERLAY_ALPHA) * levels + OVERLAY_ALPHA * OVERLAY_COLOUR[:, None]).astype(np.uint8)
+    colour = OVERLAY_COLOURS[task][:, None]
+    tables = np.round((1 - OVERLAY_ALPHA) * levels + OVERLAY_ALPHA * colour).astype(np.uint8)
     result = rgb.copy()
     result[mask] = tables[np.arange(3), rgb[mask]]
     return result
 
 
-def write_outputs(out_dir: Path, stem: str, rgb: np.ndarray, prob: np.ndarray, threshold: float) -> None:
-    """``stem_prob.png``, ``stem_mask.png`` and ``stem_overlay.png`` in ``out_dir``."""
-    mask = prob >= threshold
-    write_png(out_dir / f"{stem}_prob.png", np.round(np.clip(prob, 0, 1) * 255).astype(np.uint8))
+@dataclasses.dataclass(frozen=True)
+class Outputs:
+    """What ``segment`` writes for each photograph."""
+
+    threshold: float = 0.5
+    prob_bits: int = 16  # 16-bit probability maps, or 8-bit for viewing
+    task: str = "vessels"  # optic_disc: one region, its overlay in amber, and its centre and size measured
+    largest_region: bool = True  # optic disc: keep the largest connected region of the mask
+
+
+def largest_region(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected region of a binary mask (the optic disc is one region; specks are not)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 2:
+        return mask
+    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+
+
+def disc_measurement(mask: np.ndarray) -> dict:
+    """Centroid (x, y) and equivalent diameter of the segmented disc, in pixels; empty values without one."""
+    rows, cols = np.nonzero(mask)
+    if not len(rows):
+        return {"centre_x": "", "centre_y": "", "diameter": ""}
+    diameter = 2 * np.sqrt(len(rows) / np.pi)
+    return {"centre_x": round(float(cols.mean()), 1), "centre_y": round(float(rows.mean()), 1),
+            "diameter": round(float(diameter), 1)}  # fmt: skip
+
+
+def disc_table(measured: "Measured") -> str:
+    """``optic_disc.csv``: one row per photograph (``DISC_COLUMNS``), in input order."""
+    lines = [",".join(DISC_COLUMNS)]
+    for path, found in measured.items():
+        lines.append(",".join(str(v) for v in (path.name, found["centre_x"], found["centre_y"], found["diameter"])))
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(out_dir: Path, stem: str, rgb: np.ndarray, prob: np.ndarray, outputs: Outputs) -> dict | None:
+    """``stem_prob.png``, ``stem_mask.png`` and ``stem_overlay.png`` in ``out_dir``; the disc's measurement."""
+    mask = prob >= outputs.threshold
+    optic_disc = outputs.task == "optic_disc"
+    if optic_disc and outputs.largest_region:
+        mask = largest_region(mask)
+    write_png(out_dir / f"{stem}_prob.png", probability_png(prob, outputs.prob_bits))
     write_png(out_dir / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
-    write_png(out_dir / f"{stem}_overlay.png", overlay(rgb, mask))
+    write_png(out_dir / f"{stem}_overlay.png", overlay(rgb, mask, outputs.task))
+    return disc_measurement(mask) if optic_disc else None
 
 
 # --------------------------------------------------------------------------- the two halves around the network
@@ -168,9 +205,9 @@ def prepare_file(path: Path, preparer: Segmenter) -> tuple[np.ndarray, np.ndarra
     return rgb, preparer.prepare(rgb)
 
 
-def finish_file(out_dir: Path, stem: str, rgb: np.ndarray, prob: np.ndarray, threshold: float) -> None:
+def finish_file(out_dir: Path, stem: str, rgb: np.ndarray, prob: np.ndarray, outputs: Outputs) -> dict | None:
     """Bring the network's probabilities back to the photograph's size and write the three outputs."""
-    write_outputs(out_dir, stem, rgb, Segmenter.finish(prob, rgb.shape[:2]), threshold)
+    return write_outputs(out_dir, stem, rgb, Segmenter.finish(prob, rgb.shape[:2]), outputs)
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -230,31 +267,36 @@ class _Workers:
 
 Report = Callable[[Path, Exception | None], None]
 """Called once per file when it is done: with None on success, else with what went wrong."""
+Measured = dict[Path, dict]
+"""Optic disc: each segmented file's measurement (``DISC_COLUMNS``)."""
 
 
 def segment_files(
-    files: list[Path], segmenter: Segmenter, out_dir: Path, threshold: float, report: Report, workers: int = 0
-) -> None:
+    files: list[Path], segmenter: Segmenter, out_dir: Path, outputs: Outputs, report: Report, workers: int = 0
+) -> Measured:
     """Segment ``files`` into ``out_dir``, in this process (``workers=0``) or with worker processes.
 
-    Every file is reported through ``report`` in input order; an exception in one file never stops the others.
+    Every file is reported through ``report`` in input order; an exception in one file never stops the
+    others. Returns the optic disc's measurement of each file segmented (empty for vessels).
     """
+    measured: Measured = {}
     if workers <= 0:
         for path in files:
             try:
                 rgb, grey = prepare_file(path, segmenter)
-                finish_file(out_dir, output_stem(path), rgb, segmenter.predict(grey), threshold)
+                found = finish_file(out_dir, output_stem(path), rgb, segmenter.predict(grey), outputs)
             except Exception as exc:  # one bad file must not stop the others; KeyboardInterrupt still does
                 report(path, exc)
             else:
+                if found is not None:
+                    measured[path] = found
                 report(path, None)
-        return
-    _segment_in_workers(files, segmenter, out_dir, threshold, report, min(workers, len(files)))
+        return measured
+    _segment_in_workers(files, segmenter, out_dir, outputs, report, min(workers, len(files)), measured)
+    return measured
 
 
-def _segment_in_workers(
-    files: list[Path], segmenter: Segmenter, out_dir: Path, threshold: float, report: Report, workers: int
-) -> None:
+def _segment_in_workers(files, segmenter: Segmenter, out_dir: Path, outputs, report, workers, measured) -> None:
     # The workers need the metadata and the pre-processing, not the network: don't pickle it to them.
     preparer = dataclasses.replace(segmenter, model=None)
     pool = _Workers(workers)
@@ -281,23 +323,25 @@ def _segment_in_workers(
                 done = Future()
                 done.set_exception(exc)
             else:
-                done = pool.submit(finish_file, out_dir, output_stem(path), rgb, prob, threshold)
+                done = pool.submit(finish_file, out_dir, output_stem(path), rgb, prob, outputs)
                 del rgb, grey, prob  # only the pending task holds them now, until a worker takes it
             writing.append((path, done))
             while len(writing) > workers:
-                _collect(*writing.popleft(), report)
+                _collect(*writing.popleft(), report, measured)
         while writing:
-            _collect(*writing.popleft(), report)
+            _collect(*writing.popleft(), report, measured)
     finally:
         pool.shutdown()
 
 
-def _collect(path: Path, future: Future, report: Report) -> None:
+def _collect(path: Path, future: Future, report: Report, measured: Measured) -> None:
     try:
-        future.result()
+        found = future.result()
     except Exception as exc:
         report(path, exc)
     else:
+        if found is not None:
+            measured[path] = found
         report(path, None)
 
 
@@ -331,127 +375,7 @@ def load_segmentation_model(
     return model, metadata, backend
 
 
-# --------------------------------------------------------------------------- command
-
-
-def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``patch2image segment``; sets ``run`` to :func:`cmd_segment`."""
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
-    parser.add_argument(
-        "--model", required=True, metavar="NAME_OR_WEIGHTS", help="a shipped model, a .safetensors or a .onnx file"
-    )
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder for NAME_{prob,mask,overlay}.png")
-    parser.add_argument(
-        "--network",
-        metavar="MODULE:CLASS",
-        help="a user network module:Class the weights were trained with (imported only when named here)",
-    )
-    parser.add_argument(
-        "--mode", choices=["image", "patch"], default="image",
-        help="image: whole image (tiles if large); patch: the paper's patch-level segmentation (slow)",
-    )  # fmt: skip
-    parser.add_argument("--stride", type=int, default=2, help="patch mode: stride between patches (default 2)")
-    parser.add_argument(
-        "--threshold", type=float, help="mask threshold on the probability (default: the model's, else 0.5)"
-    )
-    parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
-    parser.add_argument(
-        "--backend", choices=["torch", "onnxruntime"], default=None,
-        help="default: onnxruntime for .onnx models, torch otherwise",
-    )  # fmt: skip
-    parser.add_argument(
-        "--max-megapixels", type=float, default=DEFAULT_MAX_PIXELS / 1e6,
-        help=f"larger images (at the model's scale) go in tiles (default {DEFAULT_MAX_PIXELS / 1e6:g})",
-    )  # fmt: skip
-    parser.add_argument("--tile", type=int, default=None, help="largest tile side in pixels (default: from the budget)")
-    parser.add_argument(
-        "--overlap", type=int, default=DEFAULT_OVERLAP, help=f"tile overlap (default {DEFAULT_OVERLAP})"
-    )
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="torch backend: bf16 autocast")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads of the network (default: all)")
-    parser.add_argument(
-        "--workers", type=int, default=0, metavar="N",
-        help="processes that read and pre-process ahead and write the outputs, while the network runs here "
-        "(default 0: everything in this process)",
-    )  # fmt: skip
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(run=cmd_segment)
-
-
-def _check_arguments(args: argparse.Namespace) -> None:
-    if args.threshold is not None and not 0 <= args.threshold <= 1:
-        raise UserError(f"--threshold {args.threshold}: must be between 0 and 1")
-    if args.stride < 1:
-        raise UserError(f"--stride {args.stride}: must be at least 1")
-    if args.max_megapixels <= 0:
-        raise UserError(f"--max-megapixels {args.max_megapixels}: must be positive")
-    if args.tile is not None and args.tile < 8:
-        raise UserError(f"--tile {args.tile}: must be at least 8")
-    if args.overlap < 0:
-        raise UserError(f"--overlap {args.overlap}: must be at least 0")
-    if args.threads is not None and args.threads < 1:
-        raise UserError(f"--threads {args.threads}: must be at least 1")
-    if args.workers < 0:
-        raise UserError(f"--workers {args.workers}: must be at least 0")
-
-
-def cmd_segment(args: argparse.Namespace) -> int:
-    """Segment every input; 0 when all succeeded, 1 when any input failed."""
-    _check_arguments(args)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    files, problems = expand_inputs(args.inputs, args.out)
-    _check_stems(files)
-    for problem in problems:
-        print(f"error: {problem}", file=sys.stderr)
-    if not files:
-        return 1
-    model, metadata, backend = load_segmentation_model(args.model, args.backend, args.threads, args.network)
-    patch_size = int(metadata.get("patch_size") or 32)
-    if args.mode == "patch" and args.stride > patch_size:
-        raise UserError(f"--stride {args.stride}: must not exceed the patch size ({patch_size})")
-    segmenter = Segmenter(
-        model,
-        metadata,
-        mode=args.mode,
-        stride=args.stride,
-        tta=args.tta,
-        tile=args.tile,
-        overlap=args.overlap,
-        max_pixels=int(args.max_megapixels * 1e6),
-        precision=args.precision,
-    )
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
-
-    failed = len(problems)
-    started = time.perf_counter()
-    bar = tqdm(total=len(files), desc="segment", unit="image", disable=args.quiet or len(files) == 1, file=sys.stderr)
-
-    def report(path: Path, exc: Exception | None) -> None:
-        nonlocal failed
-        if exc is not None:
-            failed += 1
-            tqdm.write(f"error: {_describe_failure(path, exc)}", file=sys.stderr)
-        bar.update(1)
-
-    with bar:
-        threshold = args.threshold if args.threshold is not None else metadata.get("threshold", 0.5)
-        segment_files(files, segmenter, out, threshold, report, args.workers)
-    done = len(files) - (failed - len(problems))
-    seconds = (time.perf_counter() - started) / max(1, len(files))
-    print(
-        f"segmented {done} of {len(files)} images into {out} ({backend}, {args.mode} mode, {seconds:.2f} s per image)"
-    )
-    return 1 if failed else 0
-
-
-def _describe_failure(path: Path, exc: Exception) -> str:
+def describe_failure(path: Path, exc: Exception) -> str:
     message = " ".join(str(exc).split()) or type(exc).__name__
     if not isinstance(exc, UserError):
         message = f"{type(exc).__name__}: {message}"

@@ -1,13 +1,18 @@
-"""Network weights as safetensors with JSON metadata; never pickle.
+"""Network weights as safetensors with JSON metadata (:class:`WeightsMetadata`); never pickle.
 
 A weights file names its network and carries what inference needs: the input scale, the
 pre-processing and, for shipped models, the test metrics. Shipped models live in
 ``patch2image/pretrained/NAME.safetensors`` and are addressed by NAME.
 """
 
+import dataclasses
 import json
 import os
 import re
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import torch
@@ -20,13 +25,92 @@ from patch2image.files import atomic_write
 from patch2image.networks import create_network
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
-_KEY = "patch2image"
+METADATA_KEY = "patch2image"
+"""The key of the JSON metadata in a safetensors header and in an exported ONNX model's metadata_props."""
+SCHEMA = 2
 
 
-def save_weights(path: str | Path, network: nn.Module, metadata: dict) -> None:
+def _software_version() -> str:
+    try:
+        return version("patch2image")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass
+class WeightsMetadata:
+    """What a weights file says about its network, how it was trained and how to segment with it.
+
+    Written by training and ``scripts/ship_model.py``; read by :class:`patch2image.inference.Segmenter`,
+    ``segment``, ``evaluate`` and ``export`` (which embeds it in the ONNX model).
+    """
+
+    network: str | None = None  # a registered name, or a user's module:Class
+    network_args: dict = field(default_factory=dict)  # keyword arguments of the network's constructor
+    size_divisor: int = 4  # the input sides must be multiples of it
+    task: str = "vessels"  # or optic_disc
+    input_size: list[int] | None = None  # (height, width) the training images were resized to
+    fov_diameter: float | None = None  # median field-of-view width in pixels at input_size
+    preprocessing: dict = field(default_factory=dict)  # Preprocessing's fields
+    patch_size: int = 32
+    threshold: float = 0.5
+    protocol: str | None = None
+    dataset: str | None = None  # the dataset kind it was trained on
+    fold: int | None = None
+    test_images: list[str] = field(default_factory=list)  # the images its metrics were measured on
+    metrics: dict = field(default_factory=dict)  # {"whole": {...}, "fov": {...}}: means over test_images
+    name: str | None = None  # a shipped model's name
+    experiment: str | None = None
+    seed: int | None = None
+    extra: dict = field(default_factory=dict)  # anything else: a shipped model's configuration, wall times
+    software: str = field(default_factory=_software_version)
+    schema: int = SCHEMA
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw, source: str = "weights metadata") -> "WeightsMetadata":
+        """Read a stored dictionary; files of the first schema (an untyped dictionary) are upgraded.
+
+        Keys this version does not know go to ``extra``; a value of the wrong type is a ``UserError``.
+        """
+        if not isinstance(raw, dict):
+            raise UserError(f"{source}: metadata is {type(raw).__name__}, not a mapping")
+        hints = typing.get_type_hints(cls)
+        known, extra = {}, dict(raw.get("extra") or {})
+        for key, value in raw.items():
+            if key == "extra":
+                continue
+            if key not in hints:
+                extra[key] = value
+            elif value is not None:
+                known[key] = _checked(hints[key], value, f"{source}: metadata {key}")
+        if raw.get("schema", 1) < SCHEMA:
+            known["schema"] = SCHEMA  # the first schema's keys are a subset of this one's
+        return cls(**known, extra=extra)
+
+    @classmethod
+    def coerce(cls, metadata) -> "WeightsMetadata":
+        """A ``WeightsMetadata`` as it is, or one read from a dictionary (older code, tests)."""
+        return metadata if isinstance(metadata, cls) else cls.from_dict(metadata or {})
+
+
+def _checked(hint, value, where: str):
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    options = [o for o in typing.get_args(hint) if o is not type(None)] if union else [hint]
+    kinds = tuple(typing.get_origin(o) or o for o in options)
+    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        raise UserError(f"{where}: expected {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
+    return value
+
+
+def save_weights(path: str | Path, network: nn.Module, metadata: WeightsMetadata) -> None:
     """Write the network's state (parameters and BatchNorm statistics) and ``metadata`` atomically."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in network.state_dict().items()}
-    write_safetensors(path, tensors, {_KEY: json.dumps(metadata)})
+    write_safetensors(path, tensors, {METADATA_KEY: json.dumps(WeightsMetadata.coerce(metadata).to_dict())})
 
 
 def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
@@ -49,7 +133,7 @@ def read_safetensors(path: str | Path, device: str = "cpu") -> tuple[dict[str, t
         return {key: handle.get_tensor(key) for key in handle.keys()}, handle.metadata() or {}
 
 
-def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], WeightsMetadata]:
     """Tensors and metadata of a safetensors file; anything else is refused with a clear message."""
     path = Path(path)
     if path.is_dir():
@@ -57,15 +141,16 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     if not path.is_file():
         raise UserError(f"{path}: no such weights file")
     with open(path, "rb") as handle:
-        head = handle.read(2)
-    if head[:1] == b"\x80" or head == b"PK":
+        head = handle.read(9)
+    # A safetensors file opens with its header's length (8 bytes, any value) and then "{".
+    if head[8:9] != b"{" and (head[:1] == b"\x80" or head[:2] == b"PK"):
         raise UserError(f"{path}: a pickle checkpoint; patch2image loads weights only from safetensors")
     try:
         tensors, raw = read_safetensors(path)
-        metadata = json.loads(raw.get(_KEY, "{}"))
+        stored = json.loads(raw.get(METADATA_KEY, "{}"))
     except (SafetensorError, OSError, ValueError) as exc:
         raise UserError(f"{path}: not a readable safetensors file ({exc})") from None
-    return tensors, metadata
+    return tensors, WeightsMetadata.from_dict(stored, str(path))
 
 
 def resolve_weights(name_or_path: str | Path) -> Path:
@@ -74,7 +159,7 @@ def resolve_weights(name_or_path: str | Path) -> Path:
     return shipped if shipped.is_file() else Path(name_or_path)
 
 
-def load_model(name_or_path: str | Path, network: str | None = None) -> tuple[nn.Module, dict]:
+def load_model(name_or_path: str | Path, network: str | None = None) -> tuple[nn.Module, WeightsMetadata]:
     """Build the network the weights name (or ``network``) and load the weights into it, in eval mode.
 
     The metadata may name only a registered network: a user's ``module:Class`` is imported when the
@@ -82,7 +167,7 @@ def load_model(name_or_path: str | Path, network: str | None = None) -> tuple[nn
     """
     path = resolve_weights(name_or_path)
     tensors, metadata = read_weights(path)
-    network_name = network or metadata.get("network")
+    network_name = network or metadata.network
     if not network_name:
         raise UserError(f"{path}: the metadata names no network; pass it with --network")
     if not network and ":" in network_name:
@@ -90,7 +175,7 @@ def load_model(name_or_path: str | Path, network: str | None = None) -> tuple[nn
             f"{path}: the metadata names the user network {network_name!r}; pass --network {network_name} to import it"
         )
     try:
-        model = create_network(network_name)
+        model = create_network(network_name, **metadata.network_args)
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
     load_state(model, tensors, f"{path}")
@@ -110,6 +195,6 @@ def load_state(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) 
     model.load_state_dict(tensors)
 
 
-def shipped_models() -> list[tuple[str, dict]]:
+def shipped_models() -> list[tuple[str, WeightsMetadata]]:
     """(name, metadata) of every model shipped with the package."""
     return [(p.stem, read_weights(p)[1]) for p in sorted(PRETRAINED_DIR.glob("*.safetensors"))]

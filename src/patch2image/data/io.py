@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from patch2image.errors import UserError
+from patch2image.files import atomic_write
 
 MAX_MEGAPIXELS = 200
 """Images whose header claims more pixels than this are refused before any decoding."""
@@ -48,6 +49,17 @@ def read_image(path: str | Path) -> np.ndarray:
         if img.mode != "RGB":
             img = img.convert("RGB")
         return np.asarray(img, dtype=np.uint8).copy()
+
+
+def write_png(path: str | Path, image: np.ndarray) -> None:
+    """Write a grey (H, W) uint8 or uint16 image, or an RGB (H, W, 3) uint8 one, as PNG, atomically."""
+    if image.ndim == 3:
+        image = image[..., ::-1]  # OpenCV writes BGR
+    ok, data = cv2.imencode(".png", np.ascontiguousarray(image))
+    if not ok:
+        raise OSError(f"{path}: PNG encoding failed")
+    with atomic_write(path) as tmp:
+        Path(tmp).write_bytes(data.tobytes())
 
 
 def read_label_values(path: str | Path) -> np.ndarray:

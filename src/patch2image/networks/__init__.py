@@ -1,8 +1,9 @@
 """Network registry: the paper's three FCNs by name, and any user FCN by import path.
 
-Every network takes a batch of grey images (N, 1, H, W) with H and W multiples of 4 and returns
-logits of the same size; the sigmoid is applied by the loss and by inference, which keeps
-training numerically stable in bfloat16.
+Every network takes a batch of grey images (N, 1, H, W) and returns logits of the same size; the
+sigmoid is applied by the loss and by inference, which keeps training numerically stable in
+bfloat16. H and W must be multiples of the network's ``size_divisor`` attribute (4 when it has none:
+the paper's networks halve twice); padding, tiling and export read it with :func:`size_divisor`.
 """
 
 import importlib
@@ -17,10 +18,25 @@ from patch2image.networks.mini_unet import MiniUnet
 NETWORKS: dict[str, type[nn.Module]] = {"light": Light, "mini-unet": MiniUnet, "dense": Dense}
 
 
-def create_network(name: str) -> nn.Module:
-    """Build a registered network (``light``, ``mini-unet``, ``dense``) or a user's ``module:Class``."""
+DEFAULT_SIZE_DIVISOR = 4
+
+
+def size_divisor(network) -> int:
+    """What the network's input sides must be multiples of: its ``size_divisor`` attribute, else 4."""
+    return int(getattr(network, "size_divisor", DEFAULT_SIZE_DIVISOR))
+
+
+def create_network(name: str, **kwargs) -> nn.Module:
+    """Build a registered network (``light``, ``mini-unet``, ``dense``) or a user's ``module:Class``.
+
+    ``kwargs`` go to the network's constructor (``create_network("dense", width=12)``), as a
+    configuration's ``network_args`` does.
+    """
     if name in NETWORKS:
-        return NETWORKS[name]()
+        try:
+            return NETWORKS[name](**kwargs)
+        except TypeError as exc:
+            raise UserError(f"network {name!r}: {exc}") from None
     if ":" not in name:
         raise UserError(f"network {name!r}: unknown; choose one of {', '.join(NETWORKS)} or give module:Class")
     module_name, _, class_name = name.partition(":")
@@ -28,7 +44,10 @@ def create_network(name: str) -> nn.Module:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as exc:
         raise UserError(f"network {name!r}: cannot import ({exc})") from None
-    network = cls()
+    try:
+        network = cls(**kwargs)
+    except TypeError as exc:
+        raise UserError(f"network {name!r}: {exc}") from None
     if not isinstance(network, nn.Module):
         raise UserError(f"network {name!r}: {class_name} is not a torch.nn.Module")
     return network

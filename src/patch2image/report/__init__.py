@@ -14,7 +14,6 @@ hand-written introduction, so the page is regenerated without touching the text 
 Heavy imports (matplotlib) wait until a report is built, so the command line starts fast.
 """
 
-import argparse
 import os
 from pathlib import Path
 
@@ -140,27 +139,3 @@ def _update_page(page: Path, out: Path, tables: list[str]) -> None:
         f"everything in one page: [`{folder}/report.html`]({folder}/report.html)."
     )
     write_text(page, "\n".join([kept + PAGE_MARKER, "", *tables, links, ""]))
-
-
-def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``report`` sub-command's arguments."""
-    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories, or folders holding them")
-    parser.add_argument("--out", required=True, help="output folder: report.html, tables.md, tables.tex, figures/")
-    parser.add_argument(
-        "--images",
-        nargs="+",
-        metavar="NAME",
-        help="test images (file stems) for the qualitative panels; default: the first of each dataset",
-    )
-    parser.add_argument(
-        "--page",
-        metavar="MARKDOWN",
-        help="also write the tables into this Markdown page, below its hand-written text (kept)",
-    )
-
-
-def cmd_report(args) -> int:
-    """Run ``patch2image report`` from parsed arguments (``run_dirs``, ``out``, optional ``images`` and ``page``)."""
-    path = build_report(args.run_dirs, args.out, getattr(args, "images", None), getattr(args, "page", None))
-    print(f"report in {path}")
-    return 0

@@ -16,7 +16,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import NullFormatter
 from PIL import Image
 
-from patch2image.paper_results import ROW_LABELS, ROWS, paper_value
+from patch2image.evaluation import ROW_LABELS, ROWS
+from patch2image.paper_results import paper_value
 from patch2image.report.runs import Group, Run, Section, network_label
 
 ROW_COLOURS = {"patch": "#4c72b0", "frozen": "#dd8452", "finetuned": "#55a868", "scratch": "#c44e52"}

@@ -15,10 +15,8 @@ import yaml
 
 from patch2image.data import DATASETS
 from patch2image.errors import UserError
-from patch2image.evaluation import PROTOCOLS, merge_evaluations, read_evaluation
-from patch2image.paper_results import ROWS
+from patch2image.evaluation import PROTOCOLS, ROWS, SECOND_OBSERVER, merge_evaluations, read_evaluation
 
-SECOND_OBSERVER = "second_observer"
 NETWORK_ORDER = ("light", "mini-unet", "dense")
 DATASET_NAMES = {kind: spec.title for kind, spec in DATASETS.items()} | {"synthetic": "Synthetic data"}
 

@@ -10,8 +10,9 @@ import html
 import math
 from dataclasses import dataclass, field
 
+from patch2image.evaluation import ROW_LABELS, ROWS
 from patch2image.metrics import METRICS
-from patch2image.paper_results import IDRID_CHALLENGE_BEST_JACCARD, ROW_LABELS, ROWS, TABLES, paper_value
+from patch2image.paper_results import IDRID_CHALLENGE_BEST_JACCARD, TABLES, paper_value
 from patch2image.report.runs import SECOND_OBSERVER, Section, network_label
 
 METRIC_LABELS = {

@@ -48,7 +48,7 @@ JSON_OUT = ROOT / "benchmarks" / "results" / "segmentation_time.json"
 DOCS = ROOT / "docs" / "benchmarks.md"
 HEADING = "## Segmentation time (Table 5)"
 
-# SPEC section 5: the paper's Table 5, seconds per DRIVE image (CPU: 8-core i7-6700HQ; GPU: Tesla P100).
+# The paper's Table 5, seconds per DRIVE image (CPU: 8-core i7-6700HQ; GPU: Tesla P100).
 PAPER = {
     "light": {"cpu_image": 0.25, "cpu_patch": 53.0, "gpu_image": 0.07, "gpu_patch": 8.71},
     "mini-unet": {"cpu_image": 0.84, "cpu_patch": 186.0, "gpu_image": 0.10, "gpu_patch": 11.34},

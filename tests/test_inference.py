@@ -238,3 +238,32 @@ def test_segmenter_returns_original_size(light, mode):
 def test_segmenter_refuses_foreign_preprocessing(light):
     with pytest.raises(UserError, match="preprocessing"):
         Segmenter(light, {"preprocessing": {"sigma": 2}})
+
+
+class _Needs32(torch.nn.Module):
+    """A user network that down-samples five times, as an smp U-Net does: sides must be multiples of 32."""
+
+    size_divisor = 32
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 1, 3, padding=1)
+
+    def forward(self, x):
+        assert x.shape[-2] % 32 == 0 and x.shape[-1] % 32 == 0, x.shape
+        return self.conv(x)
+
+
+def test_a_network_that_needs_multiples_of_32_is_padded_tiled_and_sized_for():
+    from patch2image.networks import size_divisor
+
+    network = _Needs32()
+    assert size_divisor(network) == 32 and size_divisor(torch.nn.Identity()) == 4
+    grey = np.random.default_rng(0).random((70, 101)).astype(np.float32)
+    assert predict_image(network, grey).shape == (70, 101)  # one pass, padded to 96 x 128
+    assert predict_image(network, grey, tile=40, overlap=8).shape == (70, 101)  # tiles of 32, starts at 32k
+    assert all(start % 32 == 0 or start == 200 - 64 for start in tile_starts(200, 64, 16, 32))
+    rgb = np.zeros((70, 101, 3), np.uint8)
+    assert working_size(rgb, {"size_divisor": 32})[0] == (64, 96)
+    prob = Segmenter(network, {"size_divisor": 32})(rgb)
+    assert prob.shape == (70, 101)

@@ -1,4 +1,4 @@
-"""The three networks of SPEC section 3 and the registry."""
+"""The paper's three networks and the registry."""
 
 import json
 import sys

@@ -1,4 +1,4 @@
-"""Pre-processing (SPEC section 2): grey, CLAHE, gamma, rescaling, resizing."""
+"""Pre-processing: grey, CLAHE, gamma, rescaling, resizing."""
 
 import numpy as np
 import pytest

@@ -1,6 +1,6 @@
 """Segmentation metrics of one image, of pooled pixels, and the threshold that maximises Dice.
 
-The seven metrics (SPEC section 5), in :data:`METRICS` order:
+The seven metrics of the paper's tables, in :data:`METRICS` order:
 
 - ``auc``: area under the ROC curve, ties counted half (identical to ``sklearn.metrics.roc_auc_score``);
 - ``spec``, ``sens``, ``acc``, ``dice``, ``jaccard``: from the confusion counts at a threshold, a pixel

@@ -1,4 +1,4 @@
-"""SPEC section 2: resize to the paper's scale, then grey, CLAHE, gamma and rescaling.
+"""The paper's pre-processing: resize to the paper's scale, then grey, CLAHE, gamma and rescaling.
 
 OpenCV's CLAHE is the default: it is about 14x faster than scikit-image's ``equalize_adapthist``
 (benchmarks/preprocessing.py) and, with the clip limit converted to OpenCV's convention, close to
@@ -74,7 +74,7 @@ def resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def resize_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize a binary mask, then binarise it at 0.5 (SPEC: labels are binarised after resizing)."""
+    """Resize a binary mask, then binarise it at 0.5 (as the reference code: labels are binarised after resizing)."""
     return resize(label.astype(np.float32), size) >= 0.5
 
 

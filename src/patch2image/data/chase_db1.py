@@ -25,7 +25,7 @@ def _open_chase(root: Path) -> Dataset:
     return Dataset("chase_db1", root, "vessels", {"all": cases}, folds, problems)
 
 
-SPEC = DatasetSpec(
+DATASET = DatasetSpec(
     kind="chase_db1",
     title="CHASE_DB1",
     task="vessels",

@@ -12,7 +12,7 @@ from patch2image.data.folder import open_folder
 from patch2image.errors import UserError
 
 DATASETS: dict[str, DatasetSpec] = {
-    spec.kind: spec for spec in (drive.SPEC, stare.SPEC, chase_db1.SPEC, idrid.SPEC, folder.SPEC)
+    spec.kind: spec for spec in (drive.DATASET, stare.DATASET, chase_db1.DATASET, idrid.DATASET, folder.DATASET)
 }
 """Every kind, in the order layouts are tried when none is given (``folder``, the loosest, last)."""
 

@@ -35,7 +35,7 @@ def _open_drive(root: Path) -> Dataset:
     return Dataset("drive", root, "vessels", groups, problems=problems)
 
 
-SPEC = DatasetSpec(
+DATASET = DatasetSpec(
     kind="drive",
     title="DRIVE",
     task="vessels",

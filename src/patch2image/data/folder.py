@@ -59,7 +59,7 @@ def _subfolders(folder: Path) -> tuple[Path, Path | None, Path | None]:
     return find_child(folder, IMAGE_FOLDERS), find_child(folder, LABEL_FOLDERS), find_child(folder, MASK_FOLDERS)
 
 
-SPEC = DatasetSpec(
+DATASET = DatasetSpec(
     kind="folder",
     title="Own data",
     task="vessels",

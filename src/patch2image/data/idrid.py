@@ -47,7 +47,7 @@ def _open_idrid(root: Path) -> Dataset:
     return Dataset("idrid", root, "optic_disc", groups, problems=problems)
 
 
-SPEC = DatasetSpec(
+DATASET = DatasetSpec(
     kind="idrid",
     title="IDRiD (optic disc)",
     task="optic_disc",

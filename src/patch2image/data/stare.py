@@ -26,7 +26,7 @@ def _open_stare(root: Path) -> Dataset:
     return Dataset("stare", root, "vessels", {"all": cases}, folds, problems)
 
 
-SPEC = DatasetSpec(
+DATASET = DatasetSpec(
     kind="stare",
     title="STARE",
     task="vessels",

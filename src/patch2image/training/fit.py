@@ -1,6 +1,6 @@
 """The training loop shared by patch training, fine-tuning and the scratch baseline.
 
-SPEC section 4: AdaDelta with Keras' defaults, learning rate x0.2 after 5 epochs without
+The paper's training: AdaDelta with Keras' defaults, learning rate x0.2 after 5 epochs without
 validation improvement (floor 1e-5), early stopping, and the weights with the best validation
 loss kept. After every epoch the whole state goes to a safetensors checkpoint (written atomically),
 and every epoch draws its randomness from (seed, epoch) alone, so a run killed at any point and

@@ -1,4 +1,4 @@
-"""SPEC section 4: binary cross-entropy plus a soft Dice term.
+"""The paper's loss: binary cross-entropy plus a soft Dice term.
 
 The reference code's form: mean BCE + 1 - Dice with smoothing 1, Dice over the whole batch.
 Written here rather than taken from MONAI because MONAI's DiceCELoss smooths differently and

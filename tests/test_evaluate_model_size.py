@@ -8,7 +8,6 @@ original size, and ``evaluate --model`` would disagree with the run's own metric
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +20,6 @@ from patch2image.evaluation import PROTOCOLS, read_evaluation
 from patch2image.experiment import run_experiment
 from patch2image.inference import TRAINING_SIZE, Segmenter, working_size
 from patch2image.preprocessing import Preprocessing, resize
-
-DATASETS = Path(os.environ.get("PATCH2IMAGE_DATASETS") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
-STARE = DATASETS / "STARE"
 
 
 def photo(height: int, width: int) -> np.ndarray:
@@ -83,23 +79,21 @@ def test_segmenter_at_training_size_is_trainings_scoring():
 
 
 @pytest.fixture(scope="module")
-def stare_run(tmp_path_factory) -> Path:
+def stare_run(tmp_path_factory, datasets) -> Path:
     """A tiny real training run on STARE fold 1 (patch + fine-tuning, one epoch each, about a minute)."""
-    if not STARE.is_dir():
-        pytest.skip(f"{STARE} is missing: set PATCH2IMAGE_DATASETS to the folder holding STARE/ to run this test")
     out = tmp_path_factory.mktemp("stare-run")
-    train_tiny_stare(out)
+    train_tiny_stare(out, datasets / "STARE")
     return out
 
 
-def train_tiny_stare(out: Path) -> None:
+def train_tiny_stare(out: Path, stare: Path) -> None:
     config = config_from_dict(
         {
             "name": "stare-evaluate-size",
             "network": "light",
             "seed": 0,
             "protocol": "smoke",
-            "dataset": {"kind": "stare", "path": str(STARE), "fold": 1},
+            "dataset": {"kind": "stare", "path": str(stare), "fold": 1},
             # Few patches: one epoch of patch training only has to give the network some vessel sense.
             "patches": {"size": 32, "sampling": "grid", "stride": 64},
             "phases": {"patch": {"epochs": 1, "batch_size": 32}, "finetune": {"epochs": 1, "batch_size": 1}},
@@ -111,12 +105,12 @@ def train_tiny_stare(out: Path) -> None:
     run_experiment(config, out, quiet=True, device="cpu")
 
 
-def test_evaluate_model_on_its_training_dataset_matches_the_run(stare_run, tmp_path):
+def test_evaluate_model_on_its_training_dataset_matches_the_run(stare_run, datasets, tmp_path):
     weights = stare_run / "finetuned.safetensors"
     out = tmp_path / "evaluate.json"
     want = read_evaluation(stare_run / "metrics" / "finetuned.json")
     threshold = str(want["whole"]["threshold"])  # chosen on the validation images by training
-    arguments = ["--dataset", str(STARE), "--fold", "1", "--threshold", threshold, "--json", str(out)]
+    arguments = ["--dataset", str(datasets / "STARE"), "--fold", "1", "--threshold", threshold, "--json", str(out)]
     assert main(["evaluate", "--model", str(weights), *arguments]) == 0
     got = read_evaluation(out)
     assert [i["name"] for i in got["whole"]["images"]] == [i["name"] for i in want["whole"]["images"]]

@@ -1,10 +1,52 @@
 """Writes that never leave a half-written file behind."""
 
 import contextlib
+import errno
 import os
+import stat
 from pathlib import Path
 
 from patch2image.errors import UserError
+
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def write_target(path: str | Path) -> tuple[Path, os.stat_result | None]:
+    """Where a write to ``path`` lands, and the regular file there now (None if there is none).
+
+    A symbolic link is followed: the write replaces the file it points to, and the link stays. Anything
+    at ``path`` (or at the end of its links) that is not a regular file (a folder, a FIFO, a device such
+    as ``/dev/stdout``, a socket) is refused: replacing it by a file would destroy it.
+
+    Raises
+    ------
+    UserError
+        One line naming ``path`` and what is there.
+    """
+    path = Path(path)
+    try:
+        info = os.stat(path)  # follows links, as a plain open() would
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UserError(f"{path}: a symbolic link that loops; give the path of a file") from None
+        info = None  # no permission to look: the write itself says what is wrong
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        raise UserError(f"{path}: is {_kind(info.st_mode)}, not a regular file; refusing to replace it")
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))  # a dangling link: write the file it names
+    return path, info
 
 
 @contextlib.contextmanager
@@ -14,26 +56,33 @@ def atomic_write(path: str | Path):
     A crash, Ctrl-C or a full disk in the middle leaves the previous file intact and no temporary
     file behind (SIGKILL can leave a ``.NAME.PID.tmp``, never a half-written ``NAME``).
 
+    A symbolic link at ``path`` is followed (its target is replaced, atomically, beside the target; the
+    link stays); anything else that is not a regular file is refused (see :func:`write_target`). A file
+    replaced keeps its permission bits.
+
     Raises
     ------
     UserError
-        Writing, flushing or renaming failed (a full disk, no permission): one line naming ``path``
-        and the reason.
+        ``path`` is not a regular file, or writing, flushing or renaming failed (a full disk, no
+        permission): one line naming ``path`` and the reason.
     """
-    path = Path(path)
+    named = Path(path)
+    path, previous = write_target(named)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    existed = path.exists()
     try:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if path == named:
+                path.parent.mkdir(parents=True, exist_ok=True)
             yield tmp
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
+            if previous is not None:
+                os.chmod(tmp, stat.S_IMODE(previous.st_mode))
             os.replace(tmp, path)
         except OSError as exc:
             # Any OSError here is a failed write; the user needs the file and the reason, not a traceback.
-            kept = "the previous version is unchanged" if existed else "nothing was written"
-            raise UserError(f"{path}: could not be written ({exc.strerror or exc}); {kept}") from exc
+            kept = "the previous version is unchanged" if previous is not None else "nothing was written"
+            raise UserError(f"{named}: could not be written ({exc.strerror or exc}); {kept}") from exc
     finally:
         with contextlib.suppress(OSError):  # the parent may not exist: the error above says why
             tmp.unlink(missing_ok=True)
@@ -42,3 +91,8 @@ def atomic_write(path: str | Path):
 def write_text(path: str | Path, text: str) -> None:
     with atomic_write(path) as tmp:
         Path(tmp).write_text(text)
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file (links followed), whether or not it exists yet."""
+    return Path(os.path.realpath(a)) == Path(os.path.realpath(b))

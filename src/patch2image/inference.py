@@ -34,6 +34,7 @@ from torch.nn import functional as F
 
 from patch2image.errors import UserError
 from patch2image.networks import size_divisor
+from patch2image.precision import autocast
 from patch2image.preprocessing import Preprocessing, resize, round_to_multiple
 from patch2image.weights import WeightsMetadata
 
@@ -65,12 +66,7 @@ class _TorchProbabilities:
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device).contiguous(memory_format=torch.channels_last)
-        autocast = (
-            torch.autocast(self.device.type, dtype=torch.bfloat16)
-            if self.precision == "bf16"
-            else contextlib.nullcontext()
-        )
-        with autocast:
+        with autocast(self.precision, self.device):
             logits = self.model(x)
         return torch.sigmoid(logits.float()).cpu()
 

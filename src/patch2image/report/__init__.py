@@ -15,6 +15,7 @@ Heavy imports (matplotlib) wait until a report is built, so the command line sta
 """
 
 import os
+import re
 from pathlib import Path
 
 from patch2image.errors import UserError
@@ -63,13 +64,15 @@ def build_report(
     from patch2image.files import atomic_write, write_text
     from patch2image.report import figures
     from patch2image.report.html import Page
-    from patch2image.report.runs import load_sections
+    from patch2image.report.runs import load_sections, slug
     from patch2image.report.tables import runs_table, section_tables, to_latex, to_markdown
 
     sections = load_sections(run_dirs)
     if not sections:
         raise UserError("no run directories to report on")
-    out = Path(out_dir)
+    out = OutputFolder(out_dir)
+    if markdown_page is not None:
+        out.check_page(markdown_page)
     available = {section.slug: figures.panel_images(section) for section in sections}
     if panel_images:
         unknown = [n for n in panel_images if not any(n in names for names in available.values())]
@@ -78,7 +81,7 @@ def build_report(
             raise UserError(f"--images: no test image named {', '.join(unknown)} in these runs (known: {known})")
 
     def save_figure(png: bytes, name: str) -> None:
-        with atomic_write(out / "figures" / name) as tmp:
+        with atomic_write(out.path("figures", name)) as tmp:
             Path(tmp).write_bytes(png)
 
     page = Page("patch2image report")
@@ -104,29 +107,71 @@ def build_report(
         for name in names or available[section.slug][:1]:
             panel = figures.qualitative_panel(section, name)
             if panel is not None:
-                save_figure(panel, f"{section.slug}-panel-{name}.png")
+                save_figure(panel, f"{section.slug}-panel-{_image_slug(name)}.png")
                 page.figure(panel, f"{section.title}. {PANEL_CAPTION.format(name=name)}")
         for run in section.runs:
             curves = figures.training_curves(run)
             if curves is not None:
                 fold = "" if run.fold is None else f"-fold{run.fold}"
-                save_figure(curves, f"{section.slug}-{run.network}{fold}-curves.png")
+                save_figure(curves, f"{section.slug}-{slug(run.network)}{fold}-curves.png")
                 page.figure(curves, CURVES_CAPTION.format(label=f"{section.title}, {run.label}"))
         for group in section.groups:
             if len(group.runs) > 1:
                 for row, result in group.results.items():
-                    write_evaluation(result, out / "metrics" / f"{section.slug}-{group.network}" / f"{row}.json")
+                    folder = f"{section.slug}-{slug(group.network)}"
+                    out.path("metrics", folder, f"{row}.csv")  # write_evaluation writes it beside the JSON
+                    write_evaluation(result, out.path("metrics", folder, f"{row}.json"))
     runs = runs_table(sections)
     page.heading("Runs", anchor="runs")
     page.table(runs)
     markdown.append(to_markdown(runs))
     latex.append(to_latex(runs))
-    write_text(out / "tables.md", "\n".join(markdown))
+    write_text(out.path("tables.md"), "\n".join(markdown))
     if markdown_page is not None:
-        _update_page(Path(markdown_page), out, markdown[2:])
-    write_text(out / "tables.tex", "\n".join(latex))
-    write_text(out / "report.html", page.html())
-    return out / "report.html"
+        _update_page(Path(markdown_page), out.root, markdown[2:])
+    write_text(out.path("tables.tex"), "\n".join(latex))
+    write_text(out.path("report.html"), page.html())
+    return out.root / "report.html"
+
+
+TOP_FILES = ("tables.md", "tables.tex", "report.html")
+TOP_FOLDERS = ("figures", "metrics")
+
+
+class OutputFolder:
+    """The one way the report names what it writes: every path lies inside ``--out`` and is written once.
+
+    Names in a run folder (network, dataset kind, protocol) are checked when the runs are read
+    (:mod:`patch2image.report.runs`) and turned into safe slugs; this is the last line: a path that would
+    resolve outside the folder (``..``, a link out of it) or one already written by this report is refused.
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.resolved = Path(os.path.realpath(self.root))
+        self.written: set[Path] = set()
+
+    def path(self, *parts: str) -> Path:
+        path = self.root.joinpath(*parts)
+        resolved = Path(os.path.realpath(path))
+        if not resolved.is_relative_to(self.resolved) or resolved == self.resolved:
+            raise UserError(f"{path}: resolves to {resolved}, outside the output folder {self.root}; not written")
+        if resolved in self.written:
+            raise UserError(f"{path}: two of the report's outputs would be this one file; report these runs separately")
+        self.written.add(resolved)
+        return path
+
+    def check_page(self, page: str | Path) -> None:
+        """``--page`` must not be one of the files the report writes into the output folder."""
+        resolved = Path(os.path.realpath(page))
+        inside = [self.resolved / name for name in TOP_FILES]
+        if resolved in inside or any(resolved.is_relative_to(self.resolved / name) for name in TOP_FOLDERS):
+            raise UserError(f"--page {page}: is one of the report's own outputs in {self.root}; give another page")
+
+
+def _image_slug(name: str) -> str:
+    """A test image's name (a file stem from a run folder) as a part of a file name."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", name)
 
 
 def _update_page(page: Path, out: Path, tables: list[str]) -> None:

@@ -8,17 +8,27 @@ cross-validation fold form one group, whose rows merge the folds' evaluations in
 import csv
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from patch2image.config import PROTOCOLS as TRAINING_PROTOCOLS
 from patch2image.data import DATASETS
 from patch2image.errors import UserError
 from patch2image.evaluation import PROTOCOLS, ROWS, SECOND_OBSERVER, merge_evaluations, read_evaluation
+from patch2image.networks import NETWORKS
 
 NETWORK_ORDER = ("light", "mini-unet", "dense")
 DATASET_NAMES = {kind: spec.title for kind, spec in DATASETS.items()} | {"synthetic": "Synthetic data"}
+NETWORK_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", re.ASCII)
+"""A user network, ``module:Class``, as ``network:`` names it in a configuration."""
+
+
+def slug(name: str) -> str:
+    """A name from a run folder made safe as a part of a file name: lower case, ``a-z 0-9 _ -`` only."""
+    return re.sub(r"[^a-z0-9_-]+", "-", name.lower())
 
 
 @dataclass
@@ -77,7 +87,7 @@ class Section:
 
     @property
     def slug(self) -> str:
-        return self.dataset if self.protocol == "paper" else f"{self.dataset}-{self.protocol}"
+        return slug(self.dataset if self.protocol == "paper" else f"{self.dataset}-{self.protocol}")
 
     @property
     def runs(self) -> list[Run]:
@@ -103,11 +113,16 @@ def find_run_dirs(paths: list[str | Path]) -> list[Path]:
 
 
 def load_run(path: Path) -> Run:
+    source = path / "config.yaml"
     try:
-        config = yaml.safe_load((path / "config.yaml").read_text()) or {}
+        config = yaml.safe_load(source.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise UserError(f"{path / 'config.yaml'}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise UserError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{source}: not a configuration (a mapping of keys to values)")
     dataset = config.get("dataset") or {}
+    if not isinstance(dataset, dict):
+        raise UserError(f"{source}: dataset: expected a mapping, got {dataset!r}")
     results = {}
     for row in (*ROWS, SECOND_OBSERVER):
         metrics = path / "metrics" / f"{row}.json"
@@ -119,15 +134,40 @@ def load_run(path: Path) -> Run:
     return Run(
         path=path,
         name=str(config.get("name") or path.name),
-        network=str(config.get("network") or "unknown"),
-        dataset=str(dataset.get("kind") or "folder"),
-        fold=dataset.get("fold"),
-        protocol=str(config.get("protocol") or "paper"),
+        network=_network(source, config.get("network") or "unknown"),
+        dataset=_known(source, "dataset.kind", dataset.get("kind") or "folder", DATASET_NAMES),
+        fold=_fold(source, dataset.get("fold")),
+        protocol=_known(source, "protocol", config.get("protocol") or "paper", TRAINING_PROTOCOLS),
         results=results,
         history=_read_history(path / "history.csv"),
         info=json.loads((path / "run.json").read_text()) if (path / "run.json").is_file() else {},
         config=config,
     )
+
+
+# The names below become parts of the report's file names: a run folder is not trusted to keep them inside --out.
+
+
+def _network(source: Path, value) -> str:
+    """``network``: a registered network or a ``module:Class`` import path ("unknown" when not given)."""
+    if value == "unknown" or (isinstance(value, str) and (value in NETWORKS or NETWORK_PATH.fullmatch(value))):
+        return value
+    raise UserError(
+        f"{source}: network: {value!r} is neither a registered network ({', '.join(NETWORKS)}) "
+        "nor a module:Class import path"
+    )
+
+
+def _known(source: Path, key: str, value, known) -> str:
+    if isinstance(value, str) and value in known:
+        return value
+    raise UserError(f"{source}: {key}: {value!r} is not one of {', '.join(known)}")
+
+
+def _fold(source: Path, value) -> int | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise UserError(f"{source}: dataset.fold: {value!r} is not a fold number")
 
 
 def _checked(result: dict) -> dict:

@@ -7,7 +7,6 @@ and every epoch draws its randomness from (seed, epoch) alone, so a run killed a
 resumed ends with the same weights as a run never interrupted.
 """
 
-import contextlib
 import json
 import math
 import sys
@@ -21,6 +20,7 @@ from tqdm import tqdm
 
 from patch2image.config import AugmentationConfig, PhaseConfig
 from patch2image.errors import UserError
+from patch2image.precision import autocast
 from patch2image.training import distributed
 from patch2image.training.augmentation import augment
 from patch2image.training.loss import bce_dice_loss
@@ -42,12 +42,6 @@ class TrainingData:
 
 EpochData = Callable[[torch.Generator], TrainingData]
 """A training set drawn afresh each epoch from the epoch's generator: patches cut from augmented images."""
-
-
-def autocast(precision: str, device: torch.device | str = "cpu"):
-    if precision == "bf16":
-        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -128,19 +128,26 @@ def cmd_evaluate(args) -> int:
         if args.json:
             write_text(args.json, json.dumps(rows, indent=1, default=lambda v: None))
     else:
-        from patch2image.inference import TRAINING_SIZE, Segmenter
-        from patch2image.weights import load_model
-
         if not args.model:
             raise UserError("give a RUN_DIR, or --model NAME_OR_WEIGHTS with a dataset")
-        network, metadata = load_model(args.model, args.network)
+        if args.json:  # refused now, not after the evaluation
+            from pathlib import Path
+
+            from patch2image.files import same_file, write_target
+
+            beside = Path(args.json).with_suffix(".csv")  # write_evaluation's per-image CSV
+            if same_file(args.json, beside):
+                raise UserError(
+                    f"--json {args.json}: the per-image CSV is written beside it as {beside}, the same file; "
+                    "give a name ending in .json"
+                )
+            for path in (args.json, beside):
+                write_target(path)  # a folder, a FIFO or a device there is refused
         args.path = args.path or args.dataset
         dataset = _open_dataset(args)
-        same = metadata.dataset == dataset.kind and metadata.input_size
-        segmenter = Segmenter(
-            network, metadata, mode=args.mode, stride=args.stride, size=TRAINING_SIZE if same else None
+        result = evaluate_model(
+            args.model, dataset, args.split, args.fold, args.threshold, args.mode, args.stride, args.network
         )
-        result = evaluate_model(segmenter, dataset, args.split, args.fold, args.threshold)
         if args.json:
             write_evaluation(result, args.json)
         rows = {"model": result}
@@ -195,6 +202,10 @@ def _add_segment_arguments(parser: argparse.ArgumentParser) -> None:
         "--prob-bits", type=int, choices=[16, 8], default=16,
         help="probability map: 16-bit grey (value/65535, default, keeps the ranking) or 8-bit (value/255, for viewing)",
     )  # fmt: skip
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="replace files in --out that segment did not write (by default such a file stops the command)",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -216,7 +227,8 @@ def _check_arguments(args: argparse.Namespace) -> None:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    """Segment every input; 0 when all succeeded, 1 when any input failed."""
+    """Segment every input; 0 when all succeeded, 1 when any input failed (143 after SIGTERM)."""
+    import contextlib
     import time
     from pathlib import Path
 
@@ -225,7 +237,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from patch2image.files import write_text
     from patch2image.inference import Segmenter
     from patch2image.segment import (
+        OutputRecord,
         Outputs,
+        Terminated,
         check_stems,
         describe_failure,
         disc_table,
@@ -261,10 +275,13 @@ def cmd_segment(args: argparse.Namespace) -> int:
         precision=args.precision,
     )
     out = Path(args.out)
+    record = OutputRecord(out, files, metadata.task)
+    record.check(args.overwrite)  # before anything is written: never an input, never a file segment did not write
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
+    record.claim()
 
     failed = len(problems)
     started = time.perf_counter()
@@ -283,11 +300,18 @@ def cmd_segment(args: argparse.Namespace) -> int:
         task=metadata.task,
         largest_region=not args.all_regions,
     )
-    with bar:
-        measured = segment_files(files, segmenter, out, outputs, report, args.workers)
-    if measured:
-        write_text(out / "optic_disc.csv", disc_table(measured))
-        print(f"optic disc centre and diameter of each image in {out / 'optic_disc.csv'}")
+    try:
+        with bar:
+            measured = segment_files(files, segmenter, out, outputs, report, args.workers)
+        if measured:
+            write_text(out / "optic_disc.csv", disc_table(measured))
+            print(f"optic disc centre and diameter of each image in {out / 'optic_disc.csv'}")
+    except Terminated:
+        print("terminated (SIGTERM); the outputs written so far are complete", file=sys.stderr)
+        return 143
+    finally:
+        with contextlib.suppress(UserError):  # the claim stays: names of files this run may have written
+            record.settle()
     done = len(files) - (failed - len(problems))
     seconds = (time.perf_counter() - started) / max(1, len(files))
     print(

@@ -56,6 +56,7 @@ def evaluate_model(
     threshold: float = 0.5,
     mode: str = "image",
     stride: int = 2,
+    network: str | None = None,
 ) -> dict:
     """Score a model on one split of a dataset, every image at its original size, both protocols.
 
@@ -69,6 +70,8 @@ def evaluate_model(
         STARE and CHASE_DB1: the cross-validation fold whose split to score.
     threshold, mode, stride :
         The mask threshold; image-level or the paper's patch-level segmentation at ``stride``.
+    network : str, optional
+        A user network's ``module:Class`` the weights were trained with (imported only when named).
 
     Returns
     -------
@@ -84,9 +87,9 @@ def evaluate_model(
     from patch2image.weights import load_model
 
     if not isinstance(model, Segmenter):
-        network, metadata = load_model(model)
+        weights, metadata = load_model(model, network)
         same = metadata.dataset == dataset.kind and metadata.input_size
-        model = Segmenter(network, metadata, mode=mode, stride=stride, size=TRAINING_SIZE if same else None)
+        model = Segmenter(weights, metadata, mode=mode, stride=stride, size=TRAINING_SIZE if same else None)
     if split == "test" and dataset.kind == "folder" and not dataset.folds() and "test" not in dataset.groups:
         split = "all"
     files = dataset.files(split, fold=fold)

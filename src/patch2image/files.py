@@ -21,12 +21,30 @@ def _kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
+def _descriptor_link(path: Path) -> str | None:
+    """The ``/proc/PID/fd/N`` (or ``/dev/fd/N``) that ``path``'s links pass through, if any.
+
+    ``/dev/stdout`` is such a link: redirected to a file, it ends at that file, which a rename would
+    replace under the shell's feet (the rest of the output would go to a deleted file).
+    """
+    current = os.path.abspath(path)
+    for _ in range(40):  # the kernel's own limit on links followed
+        current = os.path.join(os.path.realpath(os.path.dirname(current)), os.path.basename(current))
+        if current.startswith(("/proc/", "/dev/fd/")):
+            return current
+        if not os.path.islink(current):
+            return None
+        current = os.path.join(os.path.dirname(current), os.readlink(current))
+    return None
+
+
 def write_target(path: str | Path) -> tuple[Path, os.stat_result | None]:
     """Where a write to ``path`` lands, and the regular file there now (None if there is none).
 
     A symbolic link is followed: the write replaces the file it points to, and the link stays. Anything
-    at ``path`` (or at the end of its links) that is not a regular file (a folder, a FIFO, a device such
-    as ``/dev/stdout``, a socket) is refused: replacing it by a file would destroy it.
+    at ``path`` (or at the end of its links) that is not a regular file (a folder, a FIFO, a device, a
+    socket) is refused: replacing it by a file would destroy it; so is a process's file descriptor
+    (``/dev/stdout``, ``/proc/self/fd/1``), whatever it is open on.
 
     Raises
     ------
@@ -44,6 +62,9 @@ def write_target(path: str | Path) -> tuple[Path, os.stat_result | None]:
         info = None  # no permission to look: the write itself says what is wrong
     if info is not None and not stat.S_ISREG(info.st_mode):
         raise UserError(f"{path}: is {_kind(info.st_mode)}, not a regular file; refusing to replace it")
+    descriptor = _descriptor_link(path)
+    if descriptor is not None:
+        raise UserError(f"{path}: is a file descriptor ({descriptor}), not a file path; refusing to replace it")
     if path.is_symlink():
         path = Path(os.path.realpath(path))  # a dangling link: write the file it names
     return path, info

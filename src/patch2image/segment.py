@@ -12,13 +12,26 @@ the outputs of the previous ones while this process runs the network, so the net
 the disk or on PNG encoding. At most N photographs are being read and N written at any time (plus the
 one in the network), so memory stays flat over any number of files. The outputs are the same with any
 number of workers: every image goes through the same functions (:func:`prepare_file`,
-:func:`finish_file`), only in other processes.
+:func:`finish_file`), only in other processes. SIGTERM (``timeout``, a scheduler) stops the workers and
+exits 143; workers whose main process was killed outright (SIGKILL) notice within a second and exit.
+
+``segment`` never replaces a file it did not write: ``--out`` keeps the names of its outputs in
+``.patch2image-outputs.json`` (:class:`OutputRecord`), a file already there under another name is refused
+up front (``--overwrite`` replaces it), and an input is never overwritten. When a folder given as input
+is ``--out`` itself, only the files that record names are skipped as earlier outputs.
 """
 
+import contextlib
+import ctypes
 import dataclasses
 import glob
+import json
 import multiprocessing
+import os
 import signal
+import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -64,16 +77,13 @@ def output_stem(path: Path) -> str:
     return stem if dot and f".{suffix.lower()}" in IMAGE_SUFFIXES else name
 
 
-def _is_own_output(path: Path) -> bool:
-    return path.suffix.lower() == ".png" and path.stem.rpartition("_")[2] in OUTPUTS
-
-
 def expand_inputs(specs: list[str], out_dir: str | Path | None = None) -> tuple[list[Path], list[str]]:
     """Files to segment from paths, folders and glob patterns, in order, without duplicates.
 
     A file named explicitly is always taken (its content decides whether it is an image). Folders
     (not recursive) and glob patterns give their files with an image extension, except hidden files and,
-    inside ``out_dir``, this command's own outputs.
+    inside ``out_dir``, the files its manifest lists as earlier outputs of this command (no guess from a
+    name: a user's ``eye_mask.png`` is an input).
 
     Returns
     -------
@@ -82,12 +92,13 @@ def expand_inputs(specs: list[str], out_dir: str | Path | None = None) -> tuple[
         One message per input that gave no file.
     """
     out = Path(out_dir).resolve() if out_dir is not None else None
+    own = read_manifest(out) if out is not None else set()
     files, problems, seen = [], [], set()
 
     def wanted(path: Path) -> bool:
         if path.name.startswith(".") or not path.is_file() or not is_image_name(path):
             return False
-        return not (out is not None and path.parent.resolve() == out and _is_own_output(path))
+        return not (out is not None and path.name in own and path.parent.resolve() == out)
 
     for spec in specs:
         path = Path(spec)
@@ -123,6 +134,103 @@ def check_stems(files: list[Path]) -> None:
                 f"{owners[stem]} and {path} would both write {stem}_*.png; segment them into different --out folders"
             )
         owners[stem] = path
+
+
+# --------------------------------------------------------------------------- what --out holds
+
+MANIFEST = ".patch2image-outputs.json"
+"""In ``--out``: the names of the files ``segment`` wrote there, in this run or an earlier one."""
+
+
+def output_names(path: Path) -> list[str]:
+    """The files one input gives: ``NAME_prob.png``, ``NAME_mask.png``, ``NAME_overlay.png``."""
+    stem = output_stem(path)
+    return [f"{stem}_{kind}.png" for kind in OUTPUTS]
+
+
+def planned_outputs(files: list[Path], task: str = "vessels") -> dict[str, Path]:
+    """Every file a run writes into ``--out`` (name -> the input it comes from), in input order."""
+    planned = {name: path for path in files for name in output_names(path)}
+    if task == "optic_disc" and files:
+        planned["optic_disc.csv"] = files[0]
+    return planned
+
+
+def read_manifest(out_dir: str | Path) -> set[str]:
+    """The names ``out_dir``'s manifest lists (none without one)."""
+    path = Path(out_dir) / MANIFEST
+    if not path.is_file():
+        return set()
+    try:
+        names = json.loads(path.read_text())["outputs"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise TypeError("outputs is not a list of names")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(
+            f"{path}: not segment's list of its outputs ({exc}); delete it, and rerun with --overwrite "
+            "to replace the earlier outputs"
+        ) from None
+    return {n for n in names if n and n not in (".", "..") and "/" not in n and "\\" not in n}
+
+
+def write_manifest(out_dir: str | Path, names: set[str]) -> None:
+    from patch2image.files import write_text
+
+    record = {"written_by": "patch2image segment", "outputs": sorted(names)}
+    write_text(Path(out_dir) / MANIFEST, json.dumps(record, indent=1) + "\n")
+
+
+def _identity(path: Path) -> tuple | None:
+    """What tells a file replaced from the same file left alone (a write renames a new file in)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size
+
+
+class OutputRecord:
+    """The manifest of ``--out`` around one run: check before, claim, then settle after.
+
+    ``check`` refuses (one line) a run that would overwrite one of its inputs, or a file the manifest
+    does not list (unless ``overwrite``). ``claim`` adds this run's names before the first write (so a
+    run killed outright leaves them claimed); ``settle`` keeps the names of the files this run did
+    write, and those of earlier runs still there.
+    """
+
+    def __init__(self, out_dir: str | Path, files: list[Path], task: str = "vessels"):
+        self.out = Path(out_dir)
+        self.files = files
+        self.planned = planned_outputs(files, task)
+        self.owned = read_manifest(self.out)
+        self.before = {name: _identity(self.out / name) for name in self.planned}
+
+    def check(self, overwrite: bool = False) -> None:
+        from patch2image.files import same_file
+
+        for name, source in self.planned.items():
+            target = self.out / name
+            for path in self.files:
+                if same_file(target, path):
+                    raise UserError(
+                        f"{target}: is an input, and the outputs of {source} would overwrite it; choose another --out"
+                    )
+        for name in self.planned:
+            target = self.out / name
+            if os.path.lexists(target) and not (name in self.owned or overwrite):
+                raise UserError(
+                    f"{target}: exists and was not written by patch2image segment; pass --overwrite to replace it, "
+                    "or choose another --out"
+                )
+
+    def claim(self) -> None:
+        write_manifest(self.out, self.owned | set(self.planned))
+
+    def settle(self) -> None:
+        written = {n for n, before in self.before.items() if _identity(self.out / n) not in (None, before)}
+        kept = {n for n in self.owned - set(self.planned) if os.path.lexists(self.out / n)}
+        kept |= {n for n in self.owned & set(self.planned) if os.path.lexists(self.out / n)}
+        write_manifest(self.out, kept | written)
 
 
 # --------------------------------------------------------------------------- outputs
@@ -226,20 +334,112 @@ def _start_method() -> str:
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
-def _init_worker() -> None:
-    """One thread per worker: N workers plus the network's threads must share the cores, not each take all."""
+def _init_worker(main_pid: int | None = None) -> None:
+    """One thread per worker: N workers plus the network's threads must share the cores, not each take all.
+
+    A worker also dies with the process that runs the command (``main_pid``), even when that one is
+    killed outright (see :func:`_exit_with`).
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle; it shuts us down
+    _exit_with(main_pid)
     cv2.setNumThreads(1)
     import torch
 
     torch.set_num_threads(1)
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+WATCH_SECONDS = 1.0
+
+
+def _exit_with(main_pid: int | None) -> None:
+    """Make this worker exit when its parent or the main process ends, however it ends.
+
+    A worker's queue never reaches end-of-file while the other workers live (each holds both ends of
+    the pipes), so without this, workers whose main process was SIGKILLed would wait forever, and keep
+    the forkserver and the resource tracker alive with them. On Linux the kernel sends SIGTERM when the
+    parent (the forkserver, or the main process under spawn) dies; a watchdog thread also checks the
+    parent and the main process every second, for the forkserver outliving the main process and for
+    systems without ``prctl``.
+    """
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    main = (main_pid, _started(main_pid)) if main_pid is not None else None
+    if main is not None and main[1] is None and not _alive(main_pid, None):
+        os._exit(143)
+    threading.Thread(target=_watch, args=(parent, main), name="patch2image-watchdog", daemon=True).start()
+
+
+def _watch(parent: int, main: tuple[int, int | None] | None) -> None:
+    while True:
+        if os.getppid() != parent or (main is not None and not _alive(*main)):
+            os._exit(143)  # what SIGTERM would give; nothing is waiting for this worker's result any more
+        time.sleep(WATCH_SECONDS)
+
+
+def _started(pid: int) -> int | None:
+    """Linux: when ``pid`` started (clock ticks after boot), which tells it from a later process of that number."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return int(handle.read().rpartition(")")[2].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int, started: int | None) -> bool:
+    """Whether process ``pid`` (the one that started at ``started``, where known) is running, not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rpartition(")")[2].split()
+        return fields[0] not in ("Z", "X") and (started is None or int(fields[19]) == started)
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError, IndexError):  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            return True
+        return True
+
+
 def _new_executor(workers: int) -> ProcessPoolExecutor:
     context = multiprocessing.get_context(_start_method())
     if context.get_start_method() == "forkserver":
         context.set_forkserver_preload(["patch2image.segment", "patch2image.data"])
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),))
+
+
+class Terminated(SystemExit):
+    """SIGTERM arrived while segmenting: the workers are stopped, the exit status is 143 (128 + SIGTERM)."""
+
+    def __init__(self):
+        super().__init__(128 + signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _sigterm_raises_terminated():
+    """Turn SIGTERM into :class:`Terminated` while segmenting, so that the workers are stopped first.
+
+    Only in the main thread, and only where nobody handles SIGTERM already (a server embedding this).
+    A second SIGTERM ends the process at once.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def terminated(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class _Workers:
@@ -264,6 +464,19 @@ class _Workers:
     def shutdown(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
 
+    def terminate(self, out_dir: Path) -> None:
+        """Stop now: SIGTERM to each worker, then remove the temporary files of the writes they were in."""
+        processes = list((getattr(self.executor, "_processes", None) or {}).values())
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            with contextlib.suppress(OSError, ValueError):
+                process.terminate()
+        for process in processes:
+            with contextlib.suppress(OSError, ValueError, AssertionError):
+                process.join(5)
+            for tmp in Path(out_dir).glob(f".*.{process.pid}.tmp"):  # files.atomic_write's temporary names
+                tmp.unlink(missing_ok=True)
+
 
 Report = Callable[[Path, Exception | None], None]
 """Called once per file when it is done: with None on success, else with what went wrong."""
@@ -278,21 +491,28 @@ def segment_files(
 
     Every file is reported through ``report`` in input order; an exception in one file never stops the
     others. Returns the optic disc's measurement of each file segmented (empty for vessels).
+
+    Raises
+    ------
+    Terminated
+        SIGTERM arrived (where the caller leaves SIGTERM to its default): the workers are stopped and no
+        temporary file is left behind. A ``SystemExit(143)``.
     """
     measured: Measured = {}
-    if workers <= 0:
-        for path in files:
-            try:
-                rgb, grey = prepare_file(path, segmenter)
-                found = finish_file(out_dir, output_stem(path), rgb, segmenter.predict(grey), outputs)
-            except Exception as exc:  # one bad file must not stop the others; KeyboardInterrupt still does
-                report(path, exc)
-            else:
-                if found is not None:
-                    measured[path] = found
-                report(path, None)
-        return measured
-    _segment_in_workers(files, segmenter, out_dir, outputs, report, min(workers, len(files)), measured)
+    with _sigterm_raises_terminated():
+        if workers <= 0:
+            for path in files:
+                try:
+                    rgb, grey = prepare_file(path, segmenter)
+                    found = finish_file(out_dir, output_stem(path), rgb, segmenter.predict(grey), outputs)
+                except Exception as exc:  # one bad file must not stop the others; KeyboardInterrupt still does
+                    report(path, exc)
+                else:
+                    if found is not None:
+                        measured[path] = found
+                    report(path, None)
+            return measured
+        _segment_in_workers(files, segmenter, out_dir, outputs, report, min(workers, len(files)), measured)
     return measured
 
 
@@ -330,6 +550,9 @@ def _segment_in_workers(files, segmenter: Segmenter, out_dir: Path, outputs, rep
                 _collect(*writing.popleft(), report, measured)
         while writing:
             _collect(*writing.popleft(), report, measured)
+    except Terminated:
+        pool.terminate(out_dir)
+        raise
     finally:
         pool.shutdown()
 

@@ -85,14 +85,15 @@ def test_folder_with_a_corrupt_file(model, folder, tmp_path, capsys):
     assert len(errors) == 1 and "bad.png" in errors[0]
     assert "notes.txt" not in captured.err and "Traceback" not in captured.err
     assert "segmented 3 of 4 images" in captured.out
-    assert not list(out.glob(".*"))  # no temporary files left behind
+    assert [p.name for p in out.glob(".*")] == [segment.MANIFEST]  # no temporary files left behind
 
 
 def test_globs_and_missing_inputs(model, folder, tmp_path, capsys):
     out = tmp_path / "out"
     code = run_cli([str(folder / "[ab].*"), str(folder / "missing.png"), "--model", model, "--out", str(out)])
     assert code == 1
-    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for s in "ab" for p in outputs(out, s))
+    written = sorted(p.name for p in out.iterdir() if p.name != segment.MANIFEST)
+    assert written == sorted(p.name for s in "ab" for p in outputs(out, s))
     assert "missing.png" in capsys.readouterr().err
 
 
@@ -142,6 +143,7 @@ def test_input_expansion(folder, tmp_path):
     out.mkdir()
     Image.fromarray(fundus(20, 20)).save(out / "x_prob.png")
     Image.fromarray(fundus(20, 20)).save(out / "y.png")
+    segment.write_manifest(out, {"x_prob.png"})  # an earlier run's output: skipped; y.png is an input
     files, problems = expand_inputs([str(folder), str(folder / "a.png"), str(out), str(tmp_path / "*.none")], out)
     assert [p.name for p in files] == ["a.png", "b.jpg", "bad.png", "c.tif", "y.png"]
     assert len(problems) == 1 and "*.none" in problems[0]
@@ -219,7 +221,7 @@ def test_workers_give_the_same_outputs_and_errors(contrasted_model, folder, tmp_
         assert "segmented 3 of 4 images" in captured.out and "Traceback" not in captured.err
     code, errors, files = results[0]
     assert code == 1 and len(errors) == 1 and "bad.png" in errors[0]
-    assert len(files) == 9
+    assert len(files) == 9 + 1  # the three outputs of three photographs, and the manifest
     assert np.asarray(Image.open(tmp_path / "out0" / "a_prob.png")).std() > 20  # the outputs say something
     assert results[1] == results[0] and results[2] == results[0]  # byte for byte
 

@@ -41,11 +41,15 @@ SECOND_OBSERVER = "second_observer"
 def read_run_metrics(run_dir: str | Path) -> dict[str, dict]:
     """{row: evaluation result} of every row a run directory has scored, the second observer included."""
     run_dir = Path(run_dir)
-    return {
-        row: read_evaluation(path)
-        for row in (*ROWS, SECOND_OBSERVER)
-        if (path := run_dir / "metrics" / f"{row}.json").is_file()
-    }
+    rows = {}
+    for row in (*ROWS, SECOND_OBSERVER):
+        path = run_dir / "metrics" / f"{row}.json"
+        if path.is_file():
+            try:
+                rows[row] = read_evaluation(path)
+            except ValueError as exc:
+                raise UserError(f"{path}: not an evaluation result ({exc})") from None
+    return rows
 
 
 def evaluate_model(

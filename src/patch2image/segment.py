@@ -42,12 +42,11 @@ import cv2
 import numpy as np
 
 from patch2image.data.io import write_png
+from patch2image.data.pairing import IMAGE_EXTENSIONS
 from patch2image.errors import UserError
 from patch2image.inference import Segmenter
 
-IMAGE_SUFFIXES = frozenset(
-    ".png .jpg .jpeg .jpe .tif .tiff .bmp .gif .ppm .pgm .pnm .pbm .webp .jp2 .j2k .tga .ico".split()
-)
+IMAGE_SUFFIXES = frozenset(IMAGE_EXTENSIONS)
 OUTPUTS = ("prob", "mask", "overlay")
 OVERLAY_COLOURS = {"vessels": np.array([0, 255, 0], np.float32), "optic_disc": np.array([255, 200, 0], np.float32)}
 """RGB tint of the segmented pixels: green vessels, an amber optic disc."""
@@ -206,15 +205,13 @@ class OutputRecord:
         self.before = {name: _identity(self.out / name) for name in self.planned}
 
     def check(self, overwrite: bool = False) -> None:
-        from patch2image.files import same_file
-
+        inputs = {os.path.realpath(path) for path in self.files}  # links followed, as a write follows them
         for name, source in self.planned.items():
             target = self.out / name
-            for path in self.files:
-                if same_file(target, path):
-                    raise UserError(
-                        f"{target}: is an input, and the outputs of {source} would overwrite it; choose another --out"
-                    )
+            if os.path.realpath(target) in inputs:
+                raise UserError(
+                    f"{target}: is an input, and the outputs of {source} would overwrite it; choose another --out"
+                )
         for name in self.planned:
             target = self.out / name
             if os.path.lexists(target) and not (name in self.owned or overwrite):
@@ -228,8 +225,7 @@ class OutputRecord:
 
     def settle(self) -> None:
         written = {n for n, before in self.before.items() if _identity(self.out / n) not in (None, before)}
-        kept = {n for n in self.owned - set(self.planned) if os.path.lexists(self.out / n)}
-        kept |= {n for n in self.owned & set(self.planned) if os.path.lexists(self.out / n)}
+        kept = {n for n in self.owned if os.path.lexists(self.out / n)}  # earlier outputs still there
         write_manifest(self.out, kept | written)
 
 

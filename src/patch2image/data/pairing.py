@@ -11,7 +11,10 @@ from pathlib import Path
 
 from patch2image.data.sample import SampleFiles
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm", ".pnm", ".bmp", ".webp")
+IMAGE_EXTENSIONS = tuple(
+    ".png .jpg .jpeg .jpe .tif .tiff .gif .ppm .pgm .pbm .pnm .bmp .webp .jp2 .j2k .tga .ico".split()
+)
+"""The image files patch2image reads (optionally gzipped: ``.ppm.gz``), in datasets and for ``segment``."""
 
 SUFFIXES = (
     "mask",

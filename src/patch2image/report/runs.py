@@ -17,7 +17,7 @@ import yaml
 from patch2image.config import PROTOCOLS as TRAINING_PROTOCOLS
 from patch2image.data import DATASETS
 from patch2image.errors import UserError
-from patch2image.evaluation import PROTOCOLS, ROWS, SECOND_OBSERVER, merge_evaluations, read_evaluation
+from patch2image.evaluation import PROTOCOLS, ROWS, SECOND_OBSERVER, merge_evaluations, read_run_metrics
 from patch2image.networks import NETWORKS
 
 NETWORK_ORDER = ("light", "mini-unet", "dense")
@@ -123,14 +123,12 @@ def load_run(path: Path) -> Run:
     dataset = config.get("dataset") or {}
     if not isinstance(dataset, dict):
         raise UserError(f"{source}: dataset: expected a mapping, got {dataset!r}")
-    results = {}
-    for row in (*ROWS, SECOND_OBSERVER):
-        metrics = path / "metrics" / f"{row}.json"
-        if metrics.is_file():
-            try:
-                results[row] = _checked(read_evaluation(metrics))
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                raise UserError(f"{metrics}: not an evaluation result ({exc!r})") from None
+    results = read_run_metrics(path)
+    for row, result in results.items():
+        try:
+            _checked(result)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise UserError(f"{path / 'metrics' / row}.json: not an evaluation result ({exc!r})") from None
     return Run(
         path=path,
         name=str(config.get("name") or path.name),

@@ -56,7 +56,7 @@ from patch2image.data.io import write_png
 from patch2image.errors import UserError
 from patch2image.inference import Segmenter, working_size
 from patch2image.segment import OVERLAY_ALPHA, OVERLAY_COLOURS, largest_region, output_stem, overlay
-from patch2image.weights import load_model, read_weights, resolve_weights, shipped_models
+from patch2image.weights import WeightsMetadata, load_model, read_weights, resolve_weights, shipped_models
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -95,32 +95,26 @@ class _TooLarge(Exception):
 # --------------------------------------------------------------------------- models
 
 
-def _as_dict(metadata) -> dict:
-    """A weights file's metadata as a dictionary (``WeightsMetadata`` or an older plain dict)."""
-    return metadata.to_dict() if hasattr(metadata, "to_dict") else dict(metadata or {})
-
-
 @dataclass
 class ModelEntry:
     name: str
     source: str  # a shipped model's name or a weights path given by whoever started the server
-    metadata: dict
+    metadata: WeightsMetadata
     segmenter: Segmenter | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)  # one forward pass at a time per model
 
     @property
     def threshold(self) -> float:
         """The threshold the model was scored at (the CLI's default), else 0.5."""
-        threshold = self.metadata.get("threshold")
-        return round(float(0.5 if threshold is None else threshold), 4)
+        return round(float(self.metadata.threshold), 4)
 
     def describe(self) -> dict:
-        metrics = (self.metadata.get("metrics") or {}).get("whole") or {}
+        metrics = self.metadata.metrics.get("whole") or {}
         return {
             "name": self.name,
-            "task": str(self.metadata.get("task") or "vessels").replace("_", " ").replace("-", " "),
-            "dataset": self.metadata.get("dataset") or "",
-            "network": self.metadata.get("network") or "",
+            "task": self.metadata.task.replace("_", " "),
+            "dataset": self.metadata.dataset or "",
+            "network": self.metadata.network or "",
             "threshold": self.threshold,
             "metrics": {k: metrics[k] for k in ("auc", "dice") if k in metrics},
         }
@@ -132,14 +126,14 @@ class ModelCache:
     def __init__(self, models: Sequence[str] | None = None):
         if models is None:
             found = shipped_models()
-            entries = [ModelEntry(name, name, _as_dict(metadata)) for name, metadata in found]
+            entries = [ModelEntry(name, name, metadata) for name, metadata in found]
         else:
             entries = []
             for spec in models:
                 path = resolve_weights(spec)  # a shipped model's name, else a path
                 _, metadata = read_weights(path)
                 name = path.stem if path == Path(spec) else spec
-                entries.append(ModelEntry(name, str(spec), _as_dict(metadata)))
+                entries.append(ModelEntry(name, str(spec), metadata))
         names = [e.name for e in entries]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:

@@ -65,6 +65,10 @@ async function init() {
   select.disabled = false;
   setThreshold(state.models.get(select.value)?.threshold ?? 0.5);
   state.tables = overlayTables(config.overlay.colour, config.overlay.alpha);
+  // One tint per task, as the downloads have it: green vessels, an amber optic disc.
+  state.tablesByTask = Object.fromEntries(
+    Object.entries(config.overlay.colours || {}).map(([task, colour]) => [task, overlayTables(colour, config.overlay.alpha)])
+  );
   $("limits").textContent =
     `PNG, JPEG, TIFF, BMP, PPM… up to ${config.max_upload_bytes / 1e6} MB and ${config.max_megapixels} megapixels each`;
 
@@ -269,7 +273,7 @@ function draw(entry) {
   const dst = out.data;
   const src = photo.data;
   const cut = state.threshold * 65535;
-  const [red, green, blue] = state.tables;
+  const [red, green, blue] = state.tablesByTask[entry.res.task] || state.tables;
   const view = state.view;
   for (let i = 0, j = 0; i < prob.length; i++, j += 4) {
     const p = prob[i];

@@ -14,7 +14,7 @@ def drive_run(tmp_path_factory, datasets):
     config = {
         "name": "drive-short",
         "network": "light",
-        "protocol": "short test",
+        "protocol": "smoke",
         "dataset": {"kind": "drive", "path": str(datasets / "DRIVE")},
         "patches": {"size": 32, "sampling": "grid", "stride": 32},
         "phases": {

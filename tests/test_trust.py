@@ -31,6 +31,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from test_bad_input import _one_error as one_error
 
 from patch2image.cli import main
 from patch2image.errors import UserError
@@ -51,15 +52,9 @@ def _cli(capsys, *argv) -> tuple[int, str, str]:
 
 
 def _one_error(code: int, err: str, *fragments: str) -> str:
-    """The contract for a refusal: exit 2, one ``error:`` line holding every fragment, no traceback."""
+    """The contract for a refusal (``test_bad_input``'s), with exit status 2 exactly."""
     assert code == 2, err
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got:\n{err}"
-    assert lines[0].startswith("error: "), lines[0]
-    for fragment in fragments:
-        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
-    return lines[0]
+    return one_error(code, err, *fragments)
 
 
 def _every_file(root: Path) -> set[Path]:

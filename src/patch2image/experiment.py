@@ -121,10 +121,11 @@ class Run:
 
     def __post_init__(self):
         config = self.config
+        network = self.new_network()
         self.metadata = WeightsMetadata(
             network=config.network,
             network_args=dict(config.network_args),
-            size_divisor=size_divisor(self.new_network()),
+            size_divisor=size_divisor(network),
             task=self.task,
             input_size=list(self.train.grey.shape[1:]),
             fov_diameter=float(np.median(self.train.fov_diameters)),
@@ -140,7 +141,7 @@ class Run:
         self.info = _read_json(self.out / "run.json") or {
             "experiment": config.name,
             "network": config.network,
-            "parameters": count_parameters(self.new_network()),
+            "parameters": count_parameters(network),
             "dataset": config.dataset.kind,
             "fold": config.dataset.fold,
             "input_size": self.metadata.input_size,

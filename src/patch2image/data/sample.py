@@ -68,15 +68,6 @@ def _read_matching(path: Path | None, image_path: Path, image: np.ndarray) -> np
     return mask
 
 
-def _read_matching(path: Path | None, image_path: Path, image: np.ndarray) -> np.ndarray | None:
-    if path is None:
-        return None
-    mask = read_mask(path)
-    if mask.shape != image.shape[:2]:
-        raise UserError(size_mismatch(path, mask.shape, image_path, image.shape))
-    return mask
-
-
 def size_mismatch(path: Path, shape: tuple, image_path: Path, image_shape: tuple) -> str:
     """The one-line message for a label or mask whose size differs from its image's."""
     return f"{path}: size {shape[1]}x{shape[0]} differs from its image {image_path} {image_shape[1]}x{image_shape[0]}"

@@ -356,7 +356,7 @@ CONFIGS = [
     pytest.param(_smoke(**{"phases.patch.lr": "fast"}), "phases.patch.lr: expected float", id="str-for-float"),
     pytest.param(_smoke(**{"augmentation.flip": "yes"}), "augmentation.flip: expected bool", id="str-for-bool"),
     pytest.param(_smoke(patches=32), "patches: expected a mapping, got 32", id="int-for-mapping"),
-    pytest.param(_smoke(**{"dataset.size": ["a", 2]}), "dataset.size: expected a list of integers", id="bad-list"),
+    pytest.param(_smoke(**{"dataset.size": ["a", 2]}), "dataset.size[0]: expected int, got 'a'", id="bad-list"),
     pytest.param(_smoke(**{"dataset.kind": "drvie"}), "dataset.kind: 'drvie' is not one of", id="unknown-kind"),
     pytest.param(_smoke(name=DELETE), "name: required key missing (str)", id="missing-name"),
     pytest.param(_smoke(**{"patches.stride": 0}), "patches.stride: 0 is out of range", id="zero-stride"),

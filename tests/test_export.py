@@ -1,6 +1,5 @@
 """ONNX export: onnxruntime agrees with PyTorch, sizes stay dynamic, metadata travels, segment runs it."""
 
-
 import numpy as np
 import onnx
 import pytest

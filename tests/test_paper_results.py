@@ -1,7 +1,5 @@
 """The paper's published figures: shape, lookups, and every value against the reference file when it is here."""
 
-
-
 from patch2image.evaluation import ROW_LABELS, ROWS
 from patch2image.metrics import METRICS
 from patch2image.paper_results import (
@@ -19,6 +17,7 @@ IDRID_ROW_LABELS = {"Patch": "patch", "Frozen": "frozen", "Fine-tuned": "finetun
 METRIC_NAMES = {"AUC": "auc", "Spec": "spec", "Sens": "sens", "Acc": "acc", "Dice": "dice", "Jaccard": "jaccard"}
 METRIC_NAMES["AUPRC"] = "auprc"
 DATASET_LABELS = {"STARE": "stare", "CHASE_DB1": "chase_db1"}
+
 
 # The project's reference file, beside the project or at the shared location; the test skips without it.
 def test_paper_results_complete():

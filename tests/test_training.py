@@ -114,7 +114,7 @@ def test_same_seed_same_weights(tmp_path):
 
 def test_threshold_validation_scores_at_the_dice_best_threshold_of_the_validation_images(tmp_path, capsys):
     from patch2image.config import load_config
-    from patch2image.experiment import open_experiment_dataset, prepare_images
+    from patch2image.experiment import prepare_data
     from patch2image.inference import predict_image
     from patch2image.metrics import best_dice_threshold
     from patch2image.weights import load_model
@@ -125,8 +125,7 @@ def test_threshold_validation_scores_at_the_dice_best_threshold_of_the_validatio
     assert main(["train", str(config), "--out", str(out), "--quiet"]) == 0
     assert "thresholds chosen on validation images" in capsys.readouterr().out
     loaded = load_config(config)
-    dataset = open_experiment_dataset(loaded, out)
-    val = prepare_images(dataset.files("val", val_fraction=0.2, seed=0), (64, 64), loaded)
+    _, val, _, _ = prepare_data(loaded, out)
     model, _ = load_model(out / "patch.safetensors")
     expected = best_dice_threshold([predict_image(model, grey) for grey in val.grey], list(val.label))
     result = json.loads((out / "metrics" / "frozen.json").read_text())

@@ -6,6 +6,10 @@ experiment runs the paper's three (patch, finetune, scratch); with it, the phase
 key it leaves out taken from the paper's setting for that phase. Patch sampling defaults to the
 paper's for the dataset's task: a grid for vessels, balanced classes for the optic disc. Unknown
 keys, wrong types and missing paths are refused with the key's dotted name and the type expected.
+
+``dataset`` is one mapping, or a list of them to train on several datasets at once (each with its
+own fold): the first sets the working scale, and the others are resized so that their eyes have the
+same width (the field-of-view rule of ``segment``).
 """
 
 import dataclasses
@@ -29,7 +33,8 @@ class DatasetConfig:
     path: str | None = None
     fold: int | None = None
     val_fraction: float = 0.2
-    size: list[int] | None = None  # (height, width) the images are resized to; default the paper's
+    size: list[int] | None = None  # (height, width) the images are resized to; default the paper's (or the
+    # first dataset's scale, for the second and later datasets of a list)
     synthetic_images: int = 16  # synthetic only: train images (a quarter as many test images)
     synthetic_size: int = 128
 
@@ -49,6 +54,8 @@ class AugmentationConfig:
     vertical_flip: bool = True
     translate: float = 0.1  # random shifts up to this fraction of the width and height
     level: str = "image"  # patch phase: augment whole images, then cut patches (reference code), or each "patch"
+    scale: list[float] | None = None  # [low, high]: random rescaling by a factor in this range (robustness)
+    contrast: float = 0.0  # random gamma 2**u, u uniform in [-contrast, contrast], on the pre-processed input
 
 
 @dataclass(frozen=True)
@@ -87,12 +94,22 @@ class Config:
     seed: int = 0
     protocol: str = "paper"  # one of PROTOCOLS
     precision: str = "bf16"  # bf16 autocast where the CPU supports it, or fp32
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    dataset: DatasetConfig | list[DatasetConfig] = field(default_factory=DatasetConfig)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     patches: PatchConfig = field(default_factory=PatchConfig)
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     phases: dict[str, PhaseConfig] = field(default_factory=lambda: dict(PAPER_PHASES))
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    @property
+    def datasets(self) -> list[DatasetConfig]:
+        """The datasets trained on, the first setting the working scale."""
+        return list(self.dataset) if isinstance(self.dataset, list) else [self.dataset]
+
+    @property
+    def dataset_name(self) -> str:
+        """``drive``, or ``drive+stare+chase_db1`` for several."""
+        return "+".join(d.kind for d in self.datasets)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -112,19 +129,39 @@ def load_config(path: str | Path, fold: int | None = None) -> Config:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise UserError(f"{path}: not valid YAML ({problem}{where})") from None
     if fold is not None and isinstance(raw, dict):
-        raw["dataset"] = {**(raw.get("dataset") or {}), "fold": fold}
+        raw["dataset"] = _with_fold(raw.get("dataset"), fold)
     config = config_from_dict(raw, source=str(path))
-    if config.dataset.path is not None:
-        data_path = Path(config.dataset.path)
-        if not data_path.is_absolute():
-            data_path = (path.parent / data_path).resolve()
-            # Paths in configs/ are relative to the project root, the usual working directory.
-            if not data_path.exists() and Path(config.dataset.path).exists():
-                data_path = Path(config.dataset.path).resolve()
-        if not data_path.exists():
-            raise UserError(f"{path}: dataset.path {config.dataset.path!r} does not exist")
-        config = dataclasses.replace(config, dataset=dataclasses.replace(config.dataset, path=str(data_path)))
-    return config
+    datasets = [_resolved_path(d, path) for d in config.datasets]
+    return dataclasses.replace(config, dataset=datasets if isinstance(config.dataset, list) else datasets[0])
+
+
+def _with_fold(dataset, fold: int):
+    """``--fold N``: the fold of the dataset, or of every dataset of a list that has folds."""
+    if isinstance(dataset, list):
+        folded = [
+            d for d in dataset if isinstance(d, dict) and DATASETS.get(d.get("kind")) and DATASETS[d["kind"]].folds()
+        ]
+        return [{**d, "fold": fold} if d in folded else d for d in dataset]
+    return {**(dataset or {}), "fold": fold}
+
+
+def _has_folds(dataset) -> bool:
+    spec = DATASETS.get(dataset.get("kind")) if isinstance(dataset, dict) else None
+    return bool(spec and spec.folds())
+
+
+def _resolved_path(dataset: DatasetConfig, config_path: Path) -> DatasetConfig:
+    if dataset.path is None:
+        return dataset
+    data_path = Path(dataset.path)
+    if not data_path.is_absolute():
+        data_path = (config_path.parent / data_path).resolve()
+        # Paths in configs/ are relative to the project root, the usual working directory.
+        if not data_path.exists() and Path(dataset.path).exists():
+            data_path = Path(dataset.path).resolve()
+    if not data_path.exists():
+        raise UserError(f"{config_path}: dataset.path {dataset.path!r} does not exist")
+    return dataclasses.replace(dataset, path=str(data_path))
 
 
 def config_from_dict(raw, source: str = "configuration") -> Config:
@@ -140,21 +177,34 @@ def config_from_dict(raw, source: str = "configuration") -> Config:
             if isinstance(value, dict | None):  # keys left out keep the paper's setting for this phase
                 phases[phase] = dataclasses.asdict(PAPER_PHASES[phase]) | (value or {})
     config = _build(Config, raw, source, "")
-    _check_choice(source, "dataset.kind", config.dataset.kind, DATASET_KINDS)
+    tasks = set()
+    for key, dataset in _dataset_keys(config):
+        _check_choice(source, f"{key}.kind", dataset.kind, DATASET_KINDS)
+        if dataset.kind != "synthetic" and not dataset.path:
+            raise UserError(f"{source}: {key}.path: required for dataset kind {dataset.kind}")
+        _check_fold(dataset, source, key)
+        tasks.add(DATASETS[dataset.kind].task if dataset.kind in DATASETS else "vessels")
+    if not config.datasets:
+        raise UserError(f"{source}: dataset: an empty list; name at least one dataset")
+    if len(tasks) > 1:
+        raise UserError(f"{source}: dataset: the datasets have different tasks ({', '.join(sorted(tasks))})")
     _check_choice(source, "protocol", config.protocol, PROTOCOLS)
     if "sampling" not in (raw.get("patches") or {}):
-        task = DATASETS[config.dataset.kind].task if config.dataset.kind in DATASETS else "vessels"
-        sampling = "balanced" if task == "optic_disc" else "grid"
+        sampling = "balanced" if tasks == {"optic_disc"} else "grid"
         config = dataclasses.replace(config, patches=dataclasses.replace(config.patches, sampling=sampling))
     _check_choice(source, "precision", config.precision, ("bf16", "fp32"))
     _check_choice(source, "augmentation.level", config.augmentation.level, ("image", "patch"))
     if config.patches.sampling not in ("grid", "balanced", "random"):
         raise UserError(f"{source}: patches.sampling: {config.patches.sampling!r} is not grid, balanced or random")
-    if config.dataset.kind != "synthetic" and not config.dataset.path:
-        raise UserError(f"{source}: dataset.path: required for dataset kind {config.dataset.kind}")
-    _check_fold(config.dataset, source)
     _check_ranges(config, source)
     return config
+
+
+def _dataset_keys(config: Config) -> list[tuple[str, DatasetConfig]]:
+    """(dotted key, dataset) of each dataset: ``dataset``, or ``dataset[0]``, ``dataset[1]``, ... for a list."""
+    if isinstance(config.dataset, list):
+        return [(f"dataset[{i}]", d) for i, d in enumerate(config.dataset)]
+    return [("dataset", config.dataset)]
 
 
 def _check_choice(source: str, key: str, value, choices) -> None:
@@ -162,24 +212,24 @@ def _check_choice(source: str, key: str, value, choices) -> None:
         raise UserError(f"{source}: {key}: {value!r} is not one of {', '.join(choices)}")
 
 
-def _check_fold(dataset: DatasetConfig, source: str) -> None:
+def _check_fold(dataset: DatasetConfig, source: str, key: str) -> None:
     """A fold the dataset has, or none for a dataset with a train/test split: checked before any run starts."""
     kind, fold = dataset.kind, dataset.fold
     folds = DATASETS[kind].folds() if kind in DATASETS else []
     if not folds:
         if fold is not None:
-            raise UserError(f"{source}: dataset.fold: {kind} has no folds (it has a train/test split); leave it unset")
+            raise UserError(f"{source}: {key}.fold: {kind} has no folds (it has a train/test split); leave it unset")
         return
     span = f"folds {folds[0]}-{folds[-1]}"
     if fold is None:
-        raise UserError(f"{source}: dataset.fold: required for {kind}, which uses cross-validation ({span})")
+        raise UserError(f"{source}: {key}.fold: required for {kind}, which uses cross-validation ({span})")
     if fold not in folds:
-        raise UserError(f"{source}: dataset.fold: fold {fold} does not exist for {kind} ({span})")
+        raise UserError(f"{source}: {key}.fold: fold {fold} does not exist for {kind} ({span})")
 
 
 def _check_ranges(config: Config, source: str) -> None:
     """Values of the right type but out of range would fail deep in training, with a traceback."""
-    size, threshold = config.patches.size, config.evaluation.threshold
+    size, threshold, scale = config.patches.size, config.evaluation.threshold, config.augmentation.scale
     threshold_ok = threshold == "validation" or (isinstance(threshold, float) and 0 <= threshold <= 1)
     checks = [
         ("patches.size", size, size >= 8 and size % 4 == 0, "a multiple of 4, at least 8 (the networks halve twice)"),
@@ -187,13 +237,18 @@ def _check_ranges(config: Config, source: str) -> None:
         ("patches.per_class", config.patches.per_class, config.patches.per_class >= 1, "at least 1"),
         ("patches.count", config.patches.count, config.patches.count >= 1, "at least 1"),
         ("augmentation.translate", config.augmentation.translate, 0 <= config.augmentation.translate < 0.5, "< 0.5"),
-        ("dataset.val_fraction", config.dataset.val_fraction, 0 <= config.dataset.val_fraction < 1, "in [0, 1)"),
-        ("dataset.size", config.dataset.size, _is_size(config.dataset.size), "[height, width], each at least 8"),
-        ("dataset.synthetic_images", config.dataset.synthetic_images, config.dataset.synthetic_images >= 2, ">= 2"),
-        ("dataset.synthetic_size", config.dataset.synthetic_size, config.dataset.synthetic_size >= 16, ">= 16"),
+        ("augmentation.scale", scale, scale is None or (len(scale) == 2 and 0 < scale[0] <= scale[1]), "[low, high]"),
+        ("augmentation.contrast", config.augmentation.contrast, 0 <= config.augmentation.contrast <= 2, "in [0, 2]"),
         ("evaluation.patch_stride", config.evaluation.patch_stride, config.evaluation.patch_stride >= 1, ">= 1"),
         ("evaluation.threshold", threshold, threshold_ok, "validation, or a number in [0, 1]"),
     ]
+    for key, d in _dataset_keys(config):
+        checks += [
+            (f"{key}.val_fraction", d.val_fraction, 0 <= d.val_fraction < 1, "in [0, 1)"),
+            (f"{key}.size", d.size, _is_size(d.size), "[height, width], each at least 8"),
+            (f"{key}.synthetic_images", d.synthetic_images, d.synthetic_images >= 2, ">= 2"),
+            (f"{key}.synthetic_size", d.synthetic_size, d.synthetic_size >= 16, ">= 16"),
+        ]
     for name, phase in config.phases.items():
         checks += [
             (f"phases.{name}.epochs", phase.epochs, phase.epochs >= 1, "at least 1"),
@@ -239,24 +294,26 @@ def _convert(hint, value, source: str, key: str):
         if value is None and type(None) in options:
             return None
         options = [o for o in options if o is not type(None)]
-        for option in options if len(options) > 1 else []:
+        # A mapping or a list goes to the option of its shape, so that its own errors are the ones shown.
+        shaped = [o for o in options if _shape(o) == _shape(type(value))]
+        if len(shaped) == 1 or len(options) == 1:
+            return _convert((shaped or options)[0], value, source, key)
+        for option in options:
             try:
                 return _convert(option, value, source, key)
             except UserError:
                 pass
-        if len(options) > 1:
-            raise UserError(f"{source}: {key}: expected {' or '.join(map(_type_name, options))}, got {value!r}")
-        hint = options[0]
-        origin = typing.get_origin(hint)
+        raise UserError(f"{source}: {key}: expected {' or '.join(map(_type_name, options))}, got {value!r}")
     if origin is dict:
         value_hint = typing.get_args(hint)[1]
         if not isinstance(value, dict):
             raise UserError(f"{source}: {key}: expected a mapping, got {value!r}")
         return {k: _convert(value_hint, v or {}, source, f"{key}.{k}") for k, v in value.items()}
     if origin is list:
-        if not isinstance(value, list) or not all(isinstance(v, int) for v in value):
-            raise UserError(f"{source}: {key}: expected a list of integers, got {value!r}")
-        return value
+        item = typing.get_args(hint)[0]
+        if not isinstance(value, list):
+            raise UserError(f"{source}: {key}: expected a list of {_type_name(item)}, got {value!r}")
+        return [_convert(item, v, source, f"{key}[{i}]") for i, v in enumerate(value)]
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
@@ -264,5 +321,13 @@ def _convert(hint, value, source: str, key: str):
     return value
 
 
+def _shape(hint) -> str:
+    if dataclasses.is_dataclass(hint) or hint is dict or typing.get_origin(hint) is dict:
+        return "mapping"
+    return "list" if hint is list or typing.get_origin(hint) is list else "value"
+
+
 def _type_name(hint) -> str:
+    if dataclasses.is_dataclass(hint):
+        return "a mapping"
     return getattr(hint, "__name__", str(hint))

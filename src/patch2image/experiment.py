@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import yaml
 
-from patch2image.config import PHASES, Config, config_from_dict
+from patch2image.config import PHASES, Config, DatasetConfig, config_from_dict
 from patch2image.data import Dataset, load_sample, open_dataset, write_png
 from patch2image.data.field_of_view import fov_diameter
 from patch2image.data.synthetic import write_synthetic_dataset
@@ -47,13 +47,18 @@ WEIGHTS = {"patch": "patch", "finetune": "finetuned", "scratch": "scratch"}
 
 @dataclass
 class PreparedImages:
-    """Images resized to the training size and pre-processed, with what scoring needs at original size."""
+    """Images resized to the working scale and pre-processed, with what scoring needs at original size.
+
+    Images of several datasets differ in size: each lies in the top-left corner of a common canvas,
+    zero-padded (the dark surround of a fundus photograph), ``sizes`` giving its own (height, width).
+    """
 
     names: list[str]
     grey: np.ndarray  # (n, H, W) float32
     label: np.ndarray  # (n, H, W) bool
     original: list  # Sample objects at original size (test images only)
     fov_diameters: list[float]
+    sizes: list[tuple[int, int]]
 
     def training_data(self) -> TrainingData:
         return TrainingData(
@@ -87,23 +92,53 @@ def run_experiment(
 
 
 def prepare_data(config: Config, out: Path) -> tuple[PreparedImages, PreparedImages, PreparedImages, str]:
-    """(train, val, test) images at the training size, and the dataset's task."""
+    """(train, val, test) images at the working scale, and the task.
+
+    The first dataset is resized to its paper size (or ``dataset.size``); every further one image by
+    image so that its field of view is as wide as the first's (the rule ``segment`` applies to a
+    photograph), and the splits of all are pooled.
+    """
     if distributed.is_main():
-        open_experiment_dataset(config, out)  # writes the synthetic data once, before the others read it
+        for index, dataset_config in enumerate(config.datasets):  # synthetic data: written once, then read
+            open_experiment_dataset(dataset_config, config, out, index)
     distributed.barrier()
-    dataset = open_experiment_dataset(config, out)
     divisor = size_divisor(create_network(config.network, **config.network_args))
-    size = round_to_multiple(config.dataset.size or dataset.paper_size or _first_size(dataset, config), divisor)
-    split = {"fold": config.dataset.fold, "val_fraction": config.dataset.val_fraction, "seed": config.seed}
-    train = prepare_images(dataset.files("train", **split), size, config)
-    val = prepare_images(dataset.files("val", **split), size, config)
-    test = prepare_images(dataset.files("test", **split), size, config, keep_original=True)
-    if not len(train.names) or not len(val.names) or not len(test.names):
-        raise UserError(
-            f"{dataset.root}: need training, validation and test images "
-            f"(found {len(train.names)}, {len(val.names)}, {len(test.names)})"
-        )
-    return train, val, test, dataset.task
+    splits, diameter, task = {"train": [], "val": [], "test": []}, None, None
+    for index, dataset_config in enumerate(config.datasets):
+        dataset = open_experiment_dataset(dataset_config, config, out, index)
+        task = dataset.task
+        files = {
+            split: dataset.files(split, dataset_config.fold, dataset_config.val_fraction, config.seed)
+            for split in splits
+        }
+        if diameter is None or dataset_config.size:
+            size = dataset_config.size or dataset.paper_size or load_sample(files["train"][0]).original_size
+            size = round_to_multiple(size, divisor)
+            size_of = lambda sample, size=size: size  # noqa: E731
+        else:
+            size_of = lambda sample, d=diameter: _same_eye_width(sample, d, divisor)  # noqa: E731
+        for split in splits:
+            if not files[split]:
+                raise UserError(f"{dataset.root}: no {split} images (with the fold and val_fraction given)")
+            images = prepare_images(files[split], size_of, config, keep_original=split == "test")
+            if len(config.datasets) > 1:  # names stay unique, and say where each image came from
+                for image in images:
+                    image.name = f"{_prefix(config, index)}-{image.name}"
+            splits[split] += images
+        if diameter is None:
+            diameter = float(np.median([image.fov_diameter for image in splits["train"]]))
+    train, val, test = (_on_canvas(splits[split], divisor) for split in ("train", "val", "test"))
+    return train, val, test, task
+
+
+def _prefix(config: Config, index: int) -> str:
+    kinds = [d.kind for d in config.datasets]
+    return kinds[index] if kinds.count(kinds[index]) == 1 else f"{kinds[index]}{index + 1}"
+
+
+def _same_eye_width(sample, diameter: float, divisor: int) -> tuple[int, int]:
+    factor = diameter / fov_diameter(sample.fov)
+    return round_to_multiple((sample.original_size[0] * factor, sample.original_size[1] * factor), divisor)
 
 
 @dataclass
@@ -132,18 +167,21 @@ class Run:
             preprocessing=dataclasses.asdict(config.preprocessing),
             patch_size=config.patches.size,
             protocol=config.protocol,
-            dataset=config.dataset.kind,
-            fold=config.dataset.fold,
+            dataset=config.dataset_name,
+            fold=_fold(config),
             test_images=list(self.test.names),
             experiment=config.name,
             seed=config.seed,
+            extra={"datasets": [{"kind": d.kind, "fold": d.fold} for d in config.datasets]}
+            if len(config.datasets) > 1
+            else {},
         )
         self.info = _read_json(self.out / "run.json") or {
             "experiment": config.name,
             "network": config.network,
             "parameters": count_parameters(network),
-            "dataset": config.dataset.kind,
-            "fold": config.dataset.fold,
+            "dataset": config.dataset_name,
+            "fold": _fold(config),
             "input_size": self.metadata.input_size,
             "wall_seconds": {},
         }
@@ -186,8 +224,10 @@ class Run:
         if threshold == "validation":
             threshold = best_dice_threshold([predict(grey) for grey in self.val.grey], list(self.val.label))
         cases = []
-        for name, grey, sample in zip(self.test.names, self.test.grey, self.test.original, strict=True):
-            prob = resize(predict(grey), sample.original_size)
+        for name, grey, (h, w), sample in zip(
+            self.test.names, self.test.grey, self.test.sizes, self.test.original, strict=True
+        ):
+            prob = resize(predict(grey)[:h, :w], sample.original_size)
             predictions = self.out / "predictions"
             write_png(predictions / row / f"{name}.png", _to_uint8(prob))
             if not (predictions / "label" / f"{name}.png").exists():
@@ -232,37 +272,54 @@ def scratch_training(run: Run) -> None:
 PHASE_STEPS = {"patch": patch_training, "finetune": fine_tuning, "scratch": scratch_training}
 
 
-def open_experiment_dataset(config: Config, out: Path) -> Dataset:
-    if config.dataset.kind == "synthetic":
-        n = config.dataset.synthetic_images
-        root = write_synthetic_dataset(
-            out / "synthetic-data", n, max(2, n // 4), config.dataset.synthetic_size, config.seed
-        )
+def open_experiment_dataset(dataset: DatasetConfig, config: Config, out: Path, index: int = 0) -> Dataset:
+    if dataset.kind == "synthetic":
+        n, folder = dataset.synthetic_images, out / ("synthetic-data" + (f"-{index + 1}" if index else ""))
+        root = write_synthetic_dataset(folder, n, max(2, n // 4), dataset.synthetic_size, config.seed + index)
         return open_dataset(root, "folder")
-    if config.dataset.kind == "folder":
-        return open_dataset(config.dataset.path, "folder")
-    return open_dataset(config.dataset.path, config.dataset.kind)
+    return open_dataset(dataset.path, dataset.kind)
 
 
-def prepare_images(files, size, config: Config, keep_original: bool = False) -> PreparedImages:
-    names, greys, labels, originals, diameters = [], [], [], [], []
+@dataclass
+class _Image:
+    name: str
+    grey: np.ndarray
+    label: np.ndarray
+    fov_diameter: float
+    original: object
+
+
+def prepare_images(files, size_of, config: Config, keep_original: bool = False) -> list[_Image]:
+    """Each image resized to ``size_of(sample)``, pre-processed, with its label and FOV width at that size."""
+    images = []
     for sample_files in files:
         sample = load_sample(sample_files)
         if sample.label is None:
             raise UserError(f"{sample_files.image}: no label; training and scoring need one")
-        names.append(sample.name)
-        greys.append(config.preprocessing(resize(sample.image, size)))
-        labels.append(resize_label(sample.label, size))
-        diameters.append(fov_diameter(resize_label(sample.fov, size)))
-        if keep_original:
-            originals.append(sample)
-    empty = np.zeros((0, *size))
+        size = size_of(sample)
+        images.append(
+            _Image(
+                sample.name,
+                config.preprocessing(resize(sample.image, size)),
+                resize_label(sample.label, size),
+                fov_diameter(resize_label(sample.fov, size)),
+                sample if keep_original else None,
+            )
+        )
+    return images
+
+
+def _on_canvas(images: list[_Image], divisor: int) -> PreparedImages:
+    """Images of any sizes in the top-left corners of one zero canvas (their size, when they share one)."""
+    sizes = [image.grey.shape for image in images]
+    canvas = round_to_multiple(tuple(max(side) for side in zip(*sizes, strict=True)), divisor)
+    grey = np.zeros((len(images), *canvas), np.float32)
+    label = np.zeros((len(images), *canvas), bool)
+    for i, (image, (h, w)) in enumerate(zip(images, sizes, strict=True)):
+        grey[i, :h, :w], label[i, :h, :w] = image.grey, image.label
+    originals = [image.original for image in images if image.original is not None]
     return PreparedImages(
-        names,
-        np.stack(greys).astype(np.float32) if greys else empty.astype(np.float32),
-        np.stack(labels) if labels else empty.astype(bool),
-        originals,
-        diameters,
+        [i.name for i in images], grey, label, originals, [i.fov_diameter for i in images], [tuple(s) for s in sizes]
     )
 
 
@@ -314,9 +371,9 @@ def _check_run_dir(config: Config, out: Path, resume: bool) -> Path:
     return stored
 
 
-def _first_size(dataset: Dataset, config: Config) -> tuple[int, int]:
-    files = dataset.files("train", fold=config.dataset.fold, val_fraction=config.dataset.val_fraction, seed=config.seed)
-    return load_sample(files[0]).original_size
+def _fold(config: Config) -> int | None:
+    """The fold of a one-dataset run (several datasets: their folds are in the metadata's ``extra``)."""
+    return config.datasets[0].fold if len(config.datasets) == 1 else None
 
 
 def _read_json(path: Path):

@@ -1,10 +1,17 @@
-"""On-the-fly augmentation: random horizontal and vertical flips and translations.
+"""On-the-fly augmentation: random horizontal and vertical flips and translations (the paper's), and
+for robustness across cameras, random rescaling and contrast changes (off by default).
 
 Translations shift by up to ``translate`` of the width and height and fill the uncovered border
 by replicating the edge, as Keras' ImageDataGenerator does by default ('nearest'). The reference
 code augments whole images and then cuts the patches (``level: image``); augmenting each patch on
 its own (``level: patch``) is the scheme of the project's first DRIVE runs, kept to reproduce them.
+Rescaling zooms about the centre by a factor drawn log-uniformly from ``scale`` (vessels wider or
+thinner, as another camera's resolution or another eye size makes them); the contrast change raises
+the pre-processed input to a power 2**u, u uniform in [-contrast, contrast]. Each draws random
+numbers only when enabled, so the paper's configurations keep their random streams.
 """
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -30,4 +37,22 @@ def augment(
         both = torch.stack(
             [padded[i, :, dy : dy + height, dx : dx + width] for i, (dy, dx) in enumerate(zip(dys, dxs, strict=True))]
         )
-    return both[:, : x.shape[1]].contiguous(memory_format=torch.channels_last), both[:, x.shape[1] :]
+    if config.scale:
+        both = _rescale(both, x.shape[1], config.scale, generator)
+    x, y = both[:, : x.shape[1]], both[:, x.shape[1] :]
+    if config.contrast:
+        powers = 2 ** ((torch.rand(n, generator=generator) * 2 - 1) * config.contrast)
+        x = x.clamp(min=0) ** powers[:, None, None, None]
+    return x.contiguous(memory_format=torch.channels_last), y
+
+
+def _rescale(both: torch.Tensor, channels: int, scale: list[float], generator: torch.Generator) -> torch.Tensor:
+    """Zoom each sample about its centre by its own factor; borders replicate; targets stay 0/1."""
+    low, high = math.log(scale[0]), math.log(scale[1])
+    factors = torch.exp(low + torch.rand(len(both), generator=generator) * (high - low))
+    theta = torch.zeros(len(both), 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / factors  # the sampling grid shrinks as the content grows
+    grid = F.affine_grid(theta, list(both.shape), align_corners=False)
+    zoomed = F.grid_sample(both.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    targets = (zoomed[:, channels:] >= 0.5).to(both.dtype)
+    return torch.cat([zoomed[:, :channels].to(both.dtype), targets], dim=1)

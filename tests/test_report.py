@@ -236,3 +236,50 @@ def test_malformed_or_partial_evaluations(tmp_path):
     (run / "metrics" / "finetuned.json").write_text('{"whole": {"mean": {}}}')
     with pytest.raises(UserError, match="finetuned.json: not an evaluation result"):
         build_report([run], tmp_path / "out")
+
+
+def _model_evaluation(path, model, trained_on, dataset, split, seed):
+    rng = np.random.default_rng(seed)
+    label = rng.random((20, 20)) < 0.3
+    prob = np.clip(label * 0.6 + rng.random((20, 20)) * 0.5, 0, 1)
+    result = evaluate_cases([("a", prob, label, None), ("b", prob[::-1], label[::-1], None)])
+    result["source"] = {"model": model, "trained_on": trained_on, "dataset": dataset, "split": split, "threshold": 0.5}
+    write_evaluation(result, path)
+    return result
+
+
+def test_evaluation_files_make_the_cross_dataset_matrix(tmp_path):
+    paths, results = [], {}
+    for i, (model, trained_on, dataset, split) in enumerate(
+        [
+            ("drive-model", "drive", "drive", "test"),
+            ("drive-model", "drive", "stare", "all"),
+            ("without-stare", "drive+chase_db1", "stare", "all"),
+        ]
+    ):
+        paths.append(tmp_path / f"{i}.json")
+        results[model, dataset] = _model_evaluation(paths[-1], model, trained_on, dataset, split, seed=i)
+    page = tmp_path / "cross.md"
+    page.write_text("# Across datasets\n\nHand-written.\n")
+    build_report(paths, tmp_path / "out", markdown_page=page)
+    text = page.read_text()
+    assert text.startswith("# Across datasets\n\nHand-written.\n")
+    fov = text[text.index("inside the field of view") :]
+    rows = {
+        line.split(" | ")[0].strip("| "): line
+        for line in fov.splitlines()
+        if line.startswith("| ") and "---" not in line
+    }
+    mean = results["drive-model", "stare"]["fov"]["mean"]
+    assert f"{mean['auc']:.4f} / {mean['dice']:.4f}" in rows["drive-model"]
+    assert rows["drive-model"].count(" * ") + rows["drive-model"].endswith("* |") >= 1  # in-domain cell marked
+    assert rows["without-stare"].split(" | ")[1] == "DRIVE, CHASE_DB1"
+    assert "—" in rows["without-stare"]  # not scored on DRIVE
+    assert "STARE: all (2 images)" in text
+
+
+def test_the_same_model_on_the_same_dataset_twice_is_refused(tmp_path):
+    for name in ("a", "b"):
+        _model_evaluation(tmp_path / f"{name}.json", "m", "drive", "stare", "all", seed=0)
+    with pytest.raises(UserError, match="both score m on stare"):
+        build_report([tmp_path / "a.json", tmp_path / "b.json"], tmp_path / "out")

@@ -404,7 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(run=cmd_export)
 
     report = commands.add_parser("report", help="the paper's tables and figures from run directories")
-    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories, or folders holding them")
+    report.add_argument(
+        "run_dirs", nargs="+", metavar="RUN_DIR",
+        help="run directories, or folders holding them; evaluate --json files make the cross-dataset matrix",
+    )  # fmt: skip
     report.add_argument("--out", required=True, help="output folder: report.html, tables.md, tables.tex, figures/")
     report.add_argument(
         "--images", nargs="+", metavar="NAME",

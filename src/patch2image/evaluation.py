@@ -90,6 +90,7 @@ def evaluate_model(
     from patch2image.inference import TRAINING_SIZE, Segmenter
     from patch2image.weights import load_model
 
+    model_name = model
     if not isinstance(model, Segmenter):
         weights, metadata = load_model(model, network)
         same = metadata.dataset == dataset.kind and metadata.input_size
@@ -100,7 +101,19 @@ def evaluate_model(
     if not files:
         raise UserError(dataset.problems[0] if dataset.problems else f"{dataset.root}: no {split} images")
     samples = (load_sample(f) for f in files)
-    return evaluate_cases(((s.name, model(s.image), s.label, s.fov) for s in samples), threshold)
+    result = evaluate_cases(((s.name, model(s.image), s.label, s.fov) for s in samples), threshold)
+    metadata = model.metadata
+    result["source"] = {  # what was scored on what: the cross-dataset report reads this
+        "model": metadata.name or (Path(model_name).stem if isinstance(model_name, str | Path) else None),
+        "trained_on": metadata.dataset,
+        "fold_trained": metadata.fold,
+        "dataset": dataset.kind,
+        "split": split,
+        "fold": fold,
+        "threshold": threshold,
+        "mode": mode,
+    }
+    return result
 
 
 def format_results(rows: dict[str, dict], protocol: str = "whole") -> str:

@@ -8,6 +8,9 @@ Writes into the output folder:
 - ``metrics/<dataset>-<network>/<row>.json`` (and ``.csv``): the evaluations of cross-validation runs,
   folds merged.
 
+Evaluation files of ``patch2image evaluate --model ... --json`` among the inputs make the
+cross-dataset matrix (models down, datasets across; :mod:`patch2image.report.cross_dataset`).
+
 With ``--page``, the tables also go into a Markdown page (e.g. ``docs/results/drive.md``) below its
 hand-written introduction, so the page is regenerated without touching the text above the tables.
 
@@ -50,7 +53,8 @@ def build_report(
     ----------
     run_dirs : list of paths
         Run directories as ``patch2image train`` writes them, or folders holding such directories.
-        Runs of one dataset, network and protocol that differ in their fold are merged.
+        Runs of one dataset, network and protocol that differ in their fold are merged. Evaluation
+        ``.json`` files of ``patch2image evaluate --model`` make the cross-dataset matrix.
     out_dir : path
         Output folder, created if needed; files in it are overwritten.
     panel_images : list of str, optional
@@ -63,12 +67,15 @@ def build_report(
     from patch2image.evaluation import write_evaluation
     from patch2image.files import atomic_write, write_text
     from patch2image.report import figures
+    from patch2image.report.cross_dataset import is_evaluation_file, load_evaluation, matrix_tables
     from patch2image.report.html import Page
     from patch2image.report.runs import load_sections, slug
     from patch2image.report.tables import runs_table, section_tables, to_latex, to_markdown
 
-    sections = load_sections(run_dirs)
-    if not sections:
+    evaluations = [load_evaluation(Path(p)) for p in run_dirs if is_evaluation_file(Path(p))]
+    run_dirs = [p for p in run_dirs if not is_evaluation_file(Path(p))]
+    sections = load_sections(run_dirs) if run_dirs else []
+    if not sections and not evaluations:
         raise UserError("no run directories to report on")
     out = OutputFolder(out_dir)
     if markdown_page is not None:
@@ -121,11 +128,19 @@ def build_report(
                     folder = f"{section.slug}-{slug(group.network)}"
                     out.path("metrics", folder, f"{row}.csv")  # write_evaluation writes it beside the JSON
                     write_evaluation(result, out.path("metrics", folder, f"{row}.json"))
-    runs = runs_table(sections)
-    page.heading("Runs", anchor="runs")
-    page.table(runs)
-    markdown.append(to_markdown(runs))
-    latex.append(to_latex(runs))
+    if evaluations:
+        page.heading("Across datasets", anchor="cross-dataset")
+        markdown += ["## Across datasets", ""]
+        for table in matrix_tables(evaluations):
+            page.table(table)
+            markdown.append(to_markdown(table))
+            latex.append(to_latex(table))
+    if sections:
+        runs = runs_table(sections)
+        page.heading("Runs", anchor="runs")
+        page.table(runs)
+        markdown.append(to_markdown(runs))
+        latex.append(to_latex(runs))
     write_text(out.path("tables.md"), "\n".join(markdown))
     if markdown_page is not None:
         _update_page(Path(markdown_page), out.root, markdown[2:])
@@ -179,8 +194,7 @@ def _update_page(page: Path, out: Path, tables: list[str]) -> None:
 
     kept = page.read_text().partition(PAGE_MARKER)[0] if page.is_file() else ""
     folder = Path(os.path.relpath(out.resolve(), page.parent.resolve())).as_posix()
-    links = (
-        f"Figures: [`{folder}/figures/`]({folder}/figures/); "
-        f"everything in one page: [`{folder}/report.html`]({folder}/report.html)."
-    )
+    links = f"Everything in one page: [`{folder}/report.html`]({folder}/report.html)."
+    if (out / "figures").is_dir():
+        links = f"Figures: [`{folder}/figures/`]({folder}/figures/); e{links[1:]}"
     write_text(page, "\n".join([kept + PAGE_MARKER, "", *tables, links, ""]))

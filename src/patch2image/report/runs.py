@@ -82,7 +82,7 @@ class Section:
 
     @property
     def title(self) -> str:
-        title = DATASET_NAMES.get(self.dataset, self.dataset)
+        title = " + ".join(DATASET_NAMES.get(kind, kind) for kind in self.dataset.split("+"))
         return title if self.protocol == "paper" else f"{title}, {self.protocol} protocol"
 
     @property
@@ -120,9 +120,11 @@ def load_run(path: Path) -> Run:
         raise UserError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(config, dict):
         raise UserError(f"{source}: not a configuration (a mapping of keys to values)")
-    dataset = config.get("dataset") or {}
-    if not isinstance(dataset, dict):
-        raise UserError(f"{source}: dataset: expected a mapping, got {dataset!r}")
+    datasets = config.get("dataset") or {}
+    datasets = datasets if isinstance(datasets, list) else [datasets]  # a list: trained on several at once
+    if not datasets or not all(isinstance(d, dict) for d in datasets):
+        raise UserError(f"{source}: dataset: expected a mapping or a list of them, got {config.get('dataset')!r}")
+    kinds = [_known(source, "dataset.kind", d.get("kind") or "folder", DATASET_NAMES) for d in datasets]
     results = read_run_metrics(path)
     for row, result in results.items():
         try:
@@ -133,8 +135,8 @@ def load_run(path: Path) -> Run:
         path=path,
         name=str(config.get("name") or path.name),
         network=_network(source, config.get("network") or "unknown"),
-        dataset=_known(source, "dataset.kind", dataset.get("kind") or "folder", DATASET_NAMES),
-        fold=_fold(source, dataset.get("fold")),
+        dataset="+".join(kinds),
+        fold=_fold(source, datasets[0].get("fold")) if len(datasets) == 1 else None,
         protocol=_known(source, "protocol", config.get("protocol") or "paper", TRAINING_PROTOCOLS),
         results=results,
         history=_read_history(path / "history.csv"),

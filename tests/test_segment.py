@@ -338,3 +338,21 @@ def test_optic_disc_is_one_region_in_amber_with_its_centre_and_size(folder, tmp_
     rgb = np.asarray(Image.open(folder / "a.png").convert("RGB")).astype(int)
     expected = np.round(0.4 * rgb + 0.6 * OVERLAY_COLOURS["optic_disc"]).astype(int)  # everything is disc at 0
     assert np.abs(overlay - expected).max() <= 1
+
+
+def test_nothing_is_found_outside_the_field_of_view_unless_asked(model, folder, tmp_path):
+    photo = folder / "a.png"
+    rgb = np.asarray(Image.open(photo).convert("RGB"))
+    from patch2image.data import field_of_view_mask
+
+    fov = field_of_view_mask(rgb)
+    assert 0.3 < fov.mean() < 0.9  # the synthetic photograph's dark surround is found
+    masks = {}
+    for extra in ([], ["--outside-fov"]):
+        out = tmp_path / f"out{len(extra)}"
+        assert run_cli([str(photo), "--model", model, "--out", str(out), "--threshold", "1e-9", "--quiet", *extra]) == 0
+        masks[len(extra)] = np.asarray(Image.open(out / "a_mask.png")) > 0
+        prob = np.asarray(Image.open(out / "a_prob.png"))
+        assert (prob[~fov] == 0).all() == (not extra)
+    assert masks[0][fov].all() and not masks[0][~fov].any()  # a threshold above 0: everything inside, nothing out
+    assert masks[1].all()

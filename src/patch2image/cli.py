@@ -199,6 +199,10 @@ def _add_segment_arguments(parser: argparse.ArgumentParser) -> None:
         help="optic disc: keep every region of the mask (default: the largest, the disc being one region)",
     )  # fmt: skip
     parser.add_argument(
+        "--outside-fov", action="store_true",
+        help="keep what the network finds outside the field of view (default: cleared, there is no retina there)",
+    )  # fmt: skip
+    parser.add_argument(
         "--prob-bits", type=int, choices=[16, 8], default=16,
         help="probability map: 16-bit grey (value/65535, default, keeps the ranking) or 8-bit (value/255, for viewing)",
     )  # fmt: skip
@@ -299,6 +303,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         prob_bits=args.prob_bits,
         task=metadata.task,
         largest_region=not args.all_regions,
+        inside_fov=not args.outside_fov,
     )
     try:
         with bar:

@@ -258,6 +258,7 @@ class Outputs:
     prob_bits: int = 16  # 16-bit probability maps, or 8-bit for viewing
     task: str = "vessels"  # optic_disc: one region, its overlay in amber, and its centre and size measured
     largest_region: bool = True  # optic disc: keep the largest connected region of the mask
+    inside_fov: bool = True  # clear everything outside the photograph's field of view (its dark surround)
 
 
 def largest_region(mask: np.ndarray) -> np.ndarray:
@@ -286,8 +287,21 @@ def disc_table(measured: "Measured") -> str:
     return "\n".join(lines) + "\n"
 
 
+def inside_field_of_view(prob: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    """``prob`` set to 0 outside the photograph's field of view, where there is no retina to find vessels in.
+
+    A photograph without a dark surround (a crop inside the eye) is left as it is.
+    """
+    from patch2image.data import field_of_view_mask
+
+    fov = field_of_view_mask(rgb)
+    return prob if fov.all() else np.where(fov, prob, 0).astype(prob.dtype, copy=False)
+
+
 def write_outputs(out_dir: Path, stem: str, rgb: np.ndarray, prob: np.ndarray, outputs: Outputs) -> dict | None:
     """``stem_prob.png``, ``stem_mask.png`` and ``stem_overlay.png`` in ``out_dir``; the disc's measurement."""
+    if outputs.inside_fov:
+        prob = inside_field_of_view(prob, rgb)
     mask = prob >= outputs.threshold
     optic_disc = outputs.task == "optic_disc"
     if optic_disc and outputs.largest_region:

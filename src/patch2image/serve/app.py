@@ -55,7 +55,14 @@ from patch2image.data import read_image
 from patch2image.data.io import write_png
 from patch2image.errors import UserError
 from patch2image.inference import Segmenter, working_size
-from patch2image.segment import OVERLAY_ALPHA, OVERLAY_COLOURS, largest_region, output_stem, overlay
+from patch2image.segment import (
+    OVERLAY_ALPHA,
+    OVERLAY_COLOURS,
+    inside_field_of_view,
+    largest_region,
+    output_stem,
+    overlay,
+)
 from patch2image.weights import WeightsMetadata, load_model, read_weights, resolve_weights, shipped_models
 
 DEFAULT_HOST = "127.0.0.1"
@@ -298,7 +305,7 @@ class ServeState:
                 grey = segmenter.prepare(rgb)
                 with entry.lock:
                     raw = segmenter.predict(grey)
-                prob = Segmenter.finish(raw, rgb.shape[:2]).astype(np.float32, copy=False)
+                prob = inside_field_of_view(Segmenter.finish(raw, rgb.shape[:2]).astype(np.float32, copy=False), rgb)
                 seconds = time.perf_counter() - started
                 upload.unlink()
                 np.save(folder / "prob.npy", prob)

@@ -61,6 +61,8 @@ def evaluate_model(
     mode: str = "image",
     stride: int = 2,
     network: str | None = None,
+    backend: str | None = None,
+    announce=None,
 ) -> dict:
     """Score a model on one split of a dataset, every image at its original size, both protocols.
 
@@ -76,6 +78,9 @@ def evaluate_model(
         The mask threshold; image-level or the paper's patch-level segmentation at ``stride``.
     network : str, optional
         A user network's ``module:Class`` the weights were trained with (imported only when named).
+    backend, announce : optional
+        What runs the network, and ``auto``'s report of its choice (:func:`patch2image.backends.load_backend`);
+        by default PyTorch for weights, onnxruntime for ``.onnx`` files.
 
     Returns
     -------
@@ -86,13 +91,13 @@ def evaluate_model(
     training scores its test images, not by the camera-independent scale rule (whose 2% aspect-ratio
     tolerance STARE, 2.1%, and CHASE_DB1, 4.3%, exceed).
     """
+    from patch2image.backends import load_backend
     from patch2image.data import load_sample
     from patch2image.inference import TRAINING_SIZE, Segmenter
-    from patch2image.weights import load_model
 
     model_name = model
     if not isinstance(model, Segmenter):
-        weights, metadata = load_model(model, network)
+        weights, metadata, _ = load_backend(model, backend, network=network, announce=announce)
         same = metadata.dataset == dataset.kind and metadata.input_size
         model = Segmenter(weights, metadata, mode=mode, stride=stride, size=TRAINING_SIZE if same else None)
     if split == "test" and dataset.kind == "folder" and not dataset.folds() and "test" not in dataset.groups:
@@ -104,7 +109,9 @@ def evaluate_model(
     result = evaluate_cases(((s.name, model(s.image), s.label, s.fov) for s in samples), threshold)
     metadata = model.metadata
     result["source"] = {  # what was scored on what: the cross-dataset report reads this
-        "model": metadata.name or (Path(model_name).stem if isinstance(model_name, str | Path) else None),
+        "model": metadata.name
+        or metadata.experiment
+        or (Path(model_name).stem if isinstance(model_name, str | Path) else None),
         "trained_on": metadata.dataset,
         "fold_trained": metadata.fold,
         "dataset": dataset.kind,

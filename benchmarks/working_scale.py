@@ -1,0 +1,102 @@
+"""Which scale to segment a photograph at: the field-of-view rule against larger scales, averages of
+scales, and the scale the network is most confident at, scored on datasets the model never saw.
+
+    .venv/bin/python benchmarks/working_scale.py --model drive-mini-unet --dataset CHASE_DB1 --limit 7
+
+Each candidate segments every image of the split (``all`` by default) at its size and is scored inside
+the field of view at threshold 0.5 (mean over images). Candidates:
+
+- ``rule xM``: the field-of-view rule's size times M (x1 is what ``segment`` does);
+- ``mean xA+xB``: the mean of the probabilities at both sizes (each brought back to original size);
+- ``confident``: per image, the multiplier among those tried whose probabilities inside the FOV are
+  least ambiguous (lowest mean of min(p, 1 - p)), a choice made from the image alone.
+
+Writes ``benchmarks/results/working_scale-MODEL-DATASET.json``.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from machine import describe_machine  # noqa: E402
+
+from patch2image.data import load_sample, open_dataset  # noqa: E402
+from patch2image.evaluation import evaluate_cases  # noqa: E402
+from patch2image.inference import Segmenter, working_size  # noqa: E402
+from patch2image.preprocessing import round_to_multiple  # noqa: E402
+from patch2image.weights import load_model  # noqa: E402
+
+MULTIPLIERS = (1.0, 1.25, 1.5, 2.0)
+AVERAGES = ((1.0, 1.5), (1.0, 2.0), (1.0, 1.25, 1.5))
+
+
+def ambiguity(prob: np.ndarray, fov: np.ndarray) -> float:
+    inside = prob[fov]
+    return float(np.minimum(inside, 1 - inside).mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--dataset", required=True, help="a folder under --datasets-root, or a path")
+    parser.add_argument("--datasets-root", default=str(ROOT.parent / "shared" / "datasets"))
+    parser.add_argument("--split", default="all")
+    parser.add_argument("--fold", type=int)
+    parser.add_argument("--limit", type=int, help="the first N images only")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = parser.parse_args()
+
+    root = Path(args.dataset) if Path(args.dataset).is_dir() else Path(args.datasets_root) / args.dataset
+    dataset = open_dataset(root)
+    files = dataset.files(args.split, fold=args.fold)[: args.limit]
+    model, metadata = load_model(args.model)
+    started = time.perf_counter()
+    cases = {name: [] for name in [f"rule x{m:g}" for m in MULTIPLIERS] + ["confident"]}
+    cases |= {"mean " + "+".join(f"x{m:g}" for m in combo): [] for combo in AVERAGES}
+    chosen = []
+    for sample_files in files:
+        sample = load_sample(sample_files)
+        (height, width), _ = working_size(sample.image, metadata)
+        probs = {}
+        for m in MULTIPLIERS:
+            size = round_to_multiple((height * m, width * m), metadata.size_divisor)
+            probs[m] = Segmenter(model, metadata, size=size)(sample.image)
+            cases[f"rule x{m:g}"].append((sample.name, probs[m], sample.label, sample.fov))
+        for combo in AVERAGES:
+            mean = np.mean([probs[m] for m in combo], axis=0)
+            cases["mean " + "+".join(f"x{m:g}" for m in combo)].append((sample.name, mean, sample.label, sample.fov))
+        best = min(MULTIPLIERS, key=lambda m: ambiguity(probs[m], sample.fov))
+        chosen.append(best)
+        cases["confident"].append((sample.name, probs[best], sample.label, sample.fov))
+    results = {}
+    for name, scored in cases.items():
+        mean = evaluate_cases(scored)["fov"]["mean"]
+        results[name] = {"auc": round(mean["auc"], 4), "dice": round(mean["dice"], 4)}
+        print(f"{name:<22} AUC {mean['auc']:.4f}  Dice {mean['dice']:.4f}")
+    print(f"confident chose: {', '.join(f'x{m:g}' for m in chosen)}")
+    record = {
+        "model": args.model,
+        "dataset": dataset.kind,
+        "split": args.split,
+        "images": len(files),
+        "results": results,
+        "confident_choices": chosen,
+        "seconds": round(time.perf_counter() - started, 1),
+        "machine": describe_machine(),
+        "command": "python benchmarks/working_scale.py " + " ".join(sys.argv[1:]),
+    }
+    out = Path(args.out) / f"working_scale-{Path(args.model).stem}-{dataset.kind}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()

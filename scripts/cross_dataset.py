@@ -1,0 +1,71 @@
+"""Score every vessel model on DRIVE, STARE and CHASE_DB1, then build docs/results/cross-dataset.md.
+
+.venv/bin/python scripts/cross_dataset.py MODEL_OR_WEIGHTS ... [--datasets-root ../shared/datasets]
+
+Each model is scored with ``patch2image evaluate --json`` as a user would run it, on every dataset:
+on a dataset it was trained on, the test split of its own fold (its held-out images); on the others,
+every labelled image (``--split all``), since none of them was seen in training. An evaluation already
+written is kept (delete it to score again). Files of other scorers (benchmarks/peer_lwnet.py) in the
+same folder join the matrix.
+"""
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from patch2image.weights import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+FOLDERS = {"drive": "DRIVE", "stare": "STARE", "chase_db1": "CHASE_DB1"}
+
+
+def trained_folds(metadata) -> dict[str, int | None]:
+    """{dataset kind: fold} of the datasets a model was trained on."""
+    if metadata.extra.get("datasets"):
+        return {d["kind"]: d["fold"] for d in metadata.extra["datasets"]}
+    return {metadata.dataset: metadata.fold}
+
+
+def evaluate(model: str, name: str, kind: str, folds: dict, root: Path, out: Path) -> Path:
+    target = out / f"{name}__{kind}.json"
+    if target.exists():
+        return target
+    command = [
+        str(ROOT / ".venv/bin/patch2image"),
+        "evaluate",
+        "--model",
+        model,
+        "--dataset",
+        str(root / FOLDERS[kind]),
+    ]
+    if kind in folds:
+        command += ["--split", "test"] + (["--fold", str(folds[kind])] if folds[kind] is not None else [])
+    else:
+        command += ["--split", "all"]
+    print(" ".join(command), flush=True)
+    subprocess.run([*command, "--json", str(target)], check=True, stdout=subprocess.DEVNULL)
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", help="shipped model names or .safetensors files, in the matrix's order")
+    parser.add_argument("--datasets-root", default=str(ROOT.parent / "shared" / "datasets"))
+    parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "cross-dataset"))
+    parser.add_argument("--page", default=str(ROOT / "docs" / "results" / "cross-dataset.md"))
+    args = parser.parse_args()
+    out, root = Path(args.out), Path(args.datasets_root)
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for model in args.models:
+        metadata = load_model(model)[1]
+        name = metadata.name or metadata.experiment or Path(model).stem  # what evaluate records as the model
+        files += [evaluate(model, name, kind, trained_folds(metadata), root, out) for kind in FOLDERS]
+    files += sorted(p for p in out.glob("*.json") if p not in files)
+    report = [str(ROOT / ".venv/bin/patch2image"), "report", *map(str, files), "--out", str(out / "report")]
+    subprocess.run([*report, "--page", args.page], check=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -222,7 +222,7 @@ def write_evaluation(result: dict, json_path: str | Path) -> None:
 def read_evaluation(json_path: str | Path) -> dict:
     """Read a result that :func:`write_evaluation` wrote; ``null`` metric values come back as NaN."""
     result = json.loads(Path(json_path).read_text())
-    for protocol in result.values():
+    for protocol in (result.get(name) for name in PROTOCOLS):  # other entries (``source``) are left as they are
         if not isinstance(protocol, dict):
             continue
         for values in [protocol.get("mean", {}), protocol.get("pooled", {}), *protocol.get("images", [])]:

@@ -34,3 +34,21 @@ def test_shipped_model_scores_well_on_two_of_its_test_images(name, datasets):
             assert scores["auc"] > 0.97, files.name
         else:  # the optic disc: a region, judged by its overlap
             assert scores["jaccard"] > 0.8, files.name
+
+
+def test_the_default_vessel_model_is_listed_first_and_used_without_model(tmp_path, datasets):
+    from patch2image.cli import main
+    from patch2image.weights import DEFAULT_MODELS, default_model
+
+    assert default_model() in DEFAULT_MODELS and default_model() in SHIPPED
+    if DEFAULT_MODELS[0] in SHIPPED:
+        assert SHIPPED[0] == DEFAULT_MODELS[0]
+    photo = datasets / "DRIVE" / "test" / "images" / "01_test.tif"
+    assert main(["segment", str(photo), "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    assert main(["segment", str(photo), "--out", str(tmp_path / "b"), "--model", default_model(), "--quiet"]) == 0
+    assert (tmp_path / "a" / "01_test_prob.png").read_bytes() == (tmp_path / "b" / "01_test_prob.png").read_bytes()
+
+
+def test_optic_disc_names_the_best_idrid_model():
+    _, by_alias = load_model("optic-disc")
+    assert by_alias.task == "optic_disc" and by_alias.dataset == "idrid"

@@ -153,8 +153,20 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], WeightsMeta
     return tensors, WeightsMetadata.from_dict(stored, str(path))
 
 
+ALIASES = {"optic-disc": "idrid-mini-unet"}
+"""Names by task for the best shipped model of that task (the vessel model ``vessels`` is a file of its own)."""
+DEFAULT_MODELS = ("vessels", "drive-mini-unet", "drive-light")
+"""The model used when none is named (``segment``, ``demo``, the page): the first of these shipped."""
+
+
+def default_model() -> str | None:
+    shipped = {name for name, _ in shipped_models()}
+    return next((m for m in DEFAULT_MODELS if m in shipped), None)
+
+
 def resolve_weights(name_or_path: str | Path) -> Path:
-    """A shipped model's name (see ``patch2image models``) or a path to a weights file."""
+    """A shipped model's name or alias (see ``patch2image models``) or a path to a weights file."""
+    name_or_path = ALIASES.get(str(name_or_path), name_or_path)
     shipped = PRETRAINED_DIR / f"{name_or_path}.safetensors"
     return shipped if shipped.is_file() else Path(name_or_path)
 
@@ -196,5 +208,6 @@ def load_state(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) 
 
 
 def shipped_models() -> list[tuple[str, WeightsMetadata]]:
-    """(name, metadata) of every model shipped with the package."""
-    return [(p.stem, read_weights(p)[1]) for p in sorted(PRETRAINED_DIR.glob("*.safetensors"))]
+    """(name, metadata) of every model shipped with the package, the default first."""
+    paths = sorted(PRETRAINED_DIR.glob("*.safetensors"), key=lambda p: (p.stem not in DEFAULT_MODELS[:1], p.stem))
+    return [(p.stem, read_weights(p)[1]) for p in paths]

@@ -63,7 +63,14 @@ from patch2image.segment import (
     output_stem,
     overlay,
 )
-from patch2image.weights import WeightsMetadata, load_model, read_weights, resolve_weights, shipped_models
+from patch2image.weights import (
+    DEFAULT_MODELS,
+    WeightsMetadata,
+    load_model,
+    read_weights,
+    resolve_weights,
+    shipped_models,
+)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -77,8 +84,6 @@ MAX_JOBS = 2
 """Photographs read and segmented at once; more requests wait their turn."""
 PREVIEW_SIDE = 1600
 """Longest side of the photograph and probability map the page draws (downloads are at full size)."""
-PREFERRED_MODELS = ("drive-mini-unet", "drive-light")
-"""The page's default model, the first of these that is available (as ``patch2image demo``)."""
 
 STATIC = Path(__file__).parent / "static"
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
@@ -153,9 +158,9 @@ class ModelCache:
         return [e.describe() for e in self.entries.values()]
 
     def default(self) -> str | None:
-        """The first model named when the models were chosen, else the first of ``PREFERRED_MODELS`` shipped."""
+        """The first model named when the models were chosen, else the first of ``DEFAULT_MODELS`` shipped."""
         first = next(iter(self.entries), None)
-        return first if self.explicit else next((m for m in PREFERRED_MODELS if m in self.entries), first)
+        return first if self.explicit else next((m for m in DEFAULT_MODELS if m in self.entries), first)
 
     def get(self, name: str, filename: str) -> ModelEntry:
         entry = self.entries.get(name)
@@ -792,7 +797,7 @@ def run_server(
     models : shipped model names or weights files to offer (default: every shipped model); a weights
         file is offered under its file name without ``.safetensors``.
     default_model : the model the page proposes first (default: the first of ``models``, else
-        drive-mini-unet, else drive-light).
+        the package's default model, ``patch2image.weights.DEFAULT_MODELS``).
     max_upload_mb, max_megapixels : the upload limits.
     threads : CPU threads of the network (default: torch's).
     quiet : no line per photograph.

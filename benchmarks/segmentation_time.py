@@ -1,11 +1,11 @@
 """Segmentation time per DRIVE test image, the paper's Table 5, on this machine.
 
-For each network, seconds per image (median of ``--repeats``, after one untimed warm-up) with PyTorch
-and with onnxruntime, interleaved round by round so that a busy machine slows every column alike:
+For each network, seconds per image (median of ``--repeats``, after one untimed warm-up) with PyTorch,
+onnxruntime and OpenVINO, interleaved round by round so that a busy machine slows every column alike:
 
 - image level: :func:`predict_image` on the pre-processed image (padding, forward pass, sigmoid), in
-  float32 and, for PyTorch, in bfloat16 autocast. Reading and pre-processing are excluded, as in the
-  paper's table, which times the network.
+  float32 and, for PyTorch (autocast) and OpenVINO (inference precision), in bfloat16. Reading and
+  pre-processing are excluded, as in the paper's table, which times the network.
 - photograph: :class:`Segmenter` on the decoded photograph, pre-processing included (scale rule,
   resize, grey, CLAHE, gamma, the forward pass, resizing back); reading excluded. PyTorch float32.
 - patch level: :func:`predict_patches`, 32x32 patches at stride 2, predictions averaged (the paper's
@@ -83,12 +83,19 @@ def drive_photographs(count: int) -> list[tuple[str, np.ndarray]]:
     return [(f.name, read_image(f)) for f in files]
 
 
-def onnx_runner(model: torch.nn.Module, metadata: WeightsMetadata, threads: int):
+def onnx_runners(model: torch.nn.Module, metadata: WeightsMetadata, threads: int) -> dict:
+    """onnxruntime and OpenVINO (float32 and bfloat16) on one export of ``model``."""
     from patch2image.export import OnnxModel, onnx_bytes
+    from patch2image.openvino_model import OpenVinoModel
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return OnnxModel(onnx_bytes(model, metadata), threads)
+        data = onnx_bytes(model, metadata)
+    return {
+        "onnxruntime": OnnxModel(data, threads),
+        "openvino_fp32": OpenVinoModel(data, threads, "fp32"),
+        "openvino_bf16": OpenVinoModel(data, threads, "bf16"),
+    }
 
 
 # --------------------------------------------------------------------------- timing
@@ -146,7 +153,8 @@ def measure_network(name: str, photographs, args) -> dict:
     model, metadata, source = load_network(name)
     segmenter = Segmenter(model, metadata)
     greys = [segmenter.prepare(rgb) for _, rgb in photographs]
-    runner = onnx_runner(model, metadata, args.threads)
+    runners = onnx_runners(model, metadata, args.threads)
+    runner = runners["onnxruntime"]
     count = len(photographs)
     print(f"{name}: {source}, input {greys[0].shape[0]}x{greys[0].shape[1]}", flush=True)
 
@@ -155,6 +163,8 @@ def measure_network(name: str, photographs, args) -> dict:
             "image_torch_fp32": lambda i: predict_image(model, greys[i % count]),
             "image_torch_bf16": lambda i: predict_image(model, greys[i % count], precision="bf16"),
             "image_onnxruntime": lambda i: predict_image(runner, greys[i % count]),
+            "image_openvino_fp32": lambda i: predict_image(runners["openvino_fp32"], greys[i % count]),
+            "image_openvino_bf16": lambda i: predict_image(runners["openvino_bf16"], greys[i % count]),
             "photograph_torch_fp32": lambda i: segmenter(photographs[i % count][1]),
         },
         args.repeats,
@@ -210,9 +220,17 @@ def _summary(seconds: list[float]) -> dict:
     return {"median_s": round(float(np.median(seconds)), 4), "runs_s": [round(s, 4) for s in seconds]}
 
 
+IMAGE_COLUMNS = (
+    "image_torch_fp32",
+    "image_torch_bf16",
+    "image_onnxruntime",
+    "image_openvino_fp32",
+    "image_openvino_bf16",
+)
+
+
 def _goals_met(row: dict, goal: float) -> dict:
-    keys = ("image_torch_fp32", "image_torch_bf16", "image_onnxruntime")
-    return {key: row[key]["median_s"] <= goal for key in keys}
+    return {key: row[key]["median_s"] <= goal for key in IMAGE_COLUMNS if key in row}
 
 
 # --------------------------------------------------------------------------- outputs
@@ -249,17 +267,18 @@ def markdown_section(results: dict) -> str:
         "",
         "Seconds per DRIVE test image (median over runs), written by `benchmarks/segmentation_time.py`.",
         "",
-        "| network | image torch fp32 | image torch bf16 | image onnxruntime | photograph torch fp32 | patch torch "
-        "| patch onnxruntime | patch/image | paper CPU image / patch |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| network | image torch fp32 | image torch bf16 | image onnxruntime | image openvino fp32 "
+        "| image openvino bf16 | photograph torch fp32 | patch torch | patch onnxruntime | patch/image "
+        "| paper CPU image / patch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in networks:
         row = results["networks"][name]
         paper = row.get("paper") or {}
         paper_cell = f"{paper['cpu_image']} / {paper['cpu_patch']:g}" if paper else "-"
         cells = [LABELS.get(name, name)]
-        for key in ("image_torch_fp32", "image_torch_bf16", "image_onnxruntime", "photograph_torch_fp32"):
-            cells.append(format_seconds(row[key]["median_s"]))
+        for key in (*IMAGE_COLUMNS, "photograph_torch_fp32"):
+            cells.append(format_seconds(row[key]["median_s"]) if key in row else "-")
         for key in ("patch_torch_fp32", "patch_onnxruntime"):
             extrapolated = " (extrapolated)" if row[key].get("extrapolated") else ""
             cells.append(format_seconds(row[key]["median_s"]) + extrapolated)
@@ -267,7 +286,8 @@ def markdown_section(results: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "- image: `predict_image` on the pre-processed image (padding, forward pass, sigmoid); reading and "
+        "- image: `predict_image` on the pre-processed image (padding, forward pass, sigmoid), by each backend "
+        "(`segment --backend B --precision P`); reading and "
         "pre-processing excluded. photograph: `Segmenter` on the decoded photograph, pre-processing and resizing "
         "back included, reading excluded. patch: `predict_patches`, 32x32 patches at stride 2 (PyTorch fp32); "
         "patch/image: patch torch over image torch fp32.",

@@ -33,7 +33,7 @@ from patch2image.inference import Segmenter, working_size  # noqa: E402
 from patch2image.preprocessing import round_to_multiple  # noqa: E402
 from patch2image.weights import load_model  # noqa: E402
 
-MULTIPLIERS = (1.0, 1.25, 1.5, 2.0)
+MULTIPLIERS = (0.8, 1.0, 1.25, 1.5, 2.0)
 AVERAGES = ((1.0, 1.5), (1.0, 2.0), (1.0, 1.25, 1.5))
 
 

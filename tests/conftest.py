@@ -27,6 +27,15 @@ def datasets() -> Path:
     return DATASETS
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_cache_folder(tmp_path_factory):
+    """patch2image's cache folder (ONNX exports, --backend auto's choices) in the session's temporary folder:
+    tests neither read nor fill the user's, so a choice or an export made earlier cannot change a result."""
+    if "PATCH2IMAGE_CACHE_DIR" not in os.environ:
+        os.environ["PATCH2IMAGE_CACHE_DIR"] = str(tmp_path_factory.mktemp("patch2image-cache"))
+    yield
+
+
 def pytest_runtest_logreport(report):
     if report.skipped and isinstance(report.longrepr, tuple) and _SKIP_REASON in report.longrepr[2]:
         _skipped.append(report.nodeid)

@@ -97,17 +97,23 @@ def test_segment_with_onnxruntime(exported, tmp_path, capsys):
     rgb[8:64, 10:80] = np.random.default_rng(0).integers(60, 200, (56, 70, 3))
     Image.fromarray(rgb).save(tmp_path / "eye.png")
     maps = {}
-    # weights with PyTorch, the .onnx file, and weights exported in memory for onnxruntime
-    runs = {"torch": [weights], "onnx": [path], "memory": [weights, "--backend", "onnxruntime"]}
+    # weights with PyTorch, the .onnx file, weights exported for onnxruntime and OpenVINO, the default (auto)
+    runs = {
+        "torch": [weights, "--backend", "torch"],
+        "onnxruntime": [path, "--backend", "onnxruntime"],
+        "memory": [weights, "--backend", "onnxruntime"],
+        "openvino": [path, "--backend", "openvino"],
+        "auto": [path],
+    }
     for run, model in runs.items():
         out = tmp_path / run
-        argv = [str(tmp_path / "eye.png"), "--model", *map(str, model), "--out", str(out)]
+        argv = [str(tmp_path / "eye.png"), "--model", *map(str, model), "--out", str(out), "--precision", "fp32"]
         assert run_cli("segment", argv) == 0
-        assert ("torch" if run == "torch" else "onnxruntime") in capsys.readouterr().out
+        assert f"({model[-1] if run != 'auto' else 'auto: '}" in capsys.readouterr().out
         maps[run] = np.asarray(Image.open(out / "eye_prob.png")).astype(int)
     assert maps["torch"].std() > 10
-    assert np.abs(maps["torch"] - maps["onnx"]).max() <= 1
-    assert np.abs(maps["torch"] - maps["memory"]).max() <= 1
+    for run in runs:
+        assert np.abs(maps["torch"] - maps[run]).max() <= 1, run
 
 
 def test_onnx_file_needs_onnxruntime(exported, tmp_path, capsys):

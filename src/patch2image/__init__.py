@@ -25,12 +25,13 @@ def load(name_or_path: str | Path, network: str | None = None, **options):
     ----------
     name_or_path : str or Path
         A shipped model's name (``patch2image models``), a ``.safetensors`` weights file, or an
-        ``.onnx`` file exported by ``patch2image export`` (run with onnxruntime).
+        ``.onnx`` file exported by ``patch2image export`` (run with onnxruntime unless ``backend`` says).
     network : str, optional
         The ``module:Class`` of a user network the weights were trained with: imported only when
         named here, never from the file.
     **options
-        Passed to the segmenter: ``mode`` ("image" or "patch"), ``tta``, ``precision``, ``size``...
+        Passed to the segmenter: ``mode`` ("image" or "patch"), ``tta``, ``precision``, ``size``...; and
+        ``backend`` ("torch", "onnxruntime", "openvino", "auto"; PyTorch for weights by default) and ``threads``.
 
     Returns
     -------
@@ -41,7 +42,11 @@ def load(name_or_path: str | Path, network: str | None = None, **options):
     from patch2image.inference import Segmenter
     from patch2image.segment import load_segmentation_model
 
-    model, metadata, _ = load_segmentation_model(str(name_or_path), None, options.pop("threads", None), network)
+    backend, threads = options.pop("backend", None), options.pop("threads", None)
+    precision = options.get("precision", "fp32")
+    model, metadata, _ = load_segmentation_model(str(name_or_path), backend, threads, network, precision=precision)
+    if not hasattr(model, "parameters"):  # not PyTorch's network: the runner applies the precision itself
+        options.pop("precision", None)
     return Segmenter(model, metadata, **options)
 
 

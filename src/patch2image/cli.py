@@ -49,7 +49,7 @@ def cmd_nets(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from patch2image.weights import shipped_models
+    from patch2image.weights import ALIASES, shipped_models
 
     models = shipped_models()
     if args.json:
@@ -64,6 +64,9 @@ def cmd_models(args) -> int:
             f"{name:<20} {metadata.network or '?':<10} {metadata.task:<11} {metadata.dataset or '?':<10} "
             f"{metadata.protocol or '?':<8} {scores}"
         )
+    for alias, name in ALIASES.items():
+        if name in dict(models):
+            print(f"{alias:<20} = {name}")
     return 0
 
 
@@ -74,10 +77,9 @@ def cmd_demo(args) -> int:
     import cv2
     from skimage.data import retina
 
-    from patch2image.weights import shipped_models
+    from patch2image.weights import default_model
 
-    shipped = [name for name, _ in shipped_models()]
-    model = args.model or next((m for m in ("drive-mini-unet", "drive-light") if m in shipped), None)
+    model = args.model or default_model()
     if model is None:
         raise UserError("no shipped model in this installation; train one with `patch2image train`")
     out = Path(args.out)
@@ -146,8 +148,9 @@ def cmd_evaluate(args) -> int:
         args.path = args.path or args.dataset
         dataset = _open_dataset(args)
         result = evaluate_model(
-            args.model, dataset, args.split, args.fold, args.threshold, args.mode, args.stride, args.network
-        )
+            args.model, dataset, args.split, args.fold, args.threshold, args.mode, args.stride, args.network,
+            backend=args.backend, announce=_announce,
+        )  # fmt: skip
         if args.json:
             write_evaluation(result, args.json)
         rows = {"model": result}
@@ -162,7 +165,10 @@ def _add_segment_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     parser.add_argument(
-        "--model", required=True, metavar="NAME_OR_WEIGHTS", help="a shipped model, a .safetensors or a .onnx file"
+        "--model",
+        metavar="NAME_OR_WEIGHTS",
+        help="a shipped model or alias (`patch2image models`), a .safetensors or a .onnx file (default: the package's "
+        "default vessel model)",
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for NAME_{prob,mask,overlay}.png")
     parser.add_argument("--network", metavar="MODULE:CLASS", help=USER_NETWORK_HELP)
@@ -175,10 +181,7 @@ def _add_segment_arguments(parser: argparse.ArgumentParser) -> None:
         "--threshold", type=float, help="mask threshold on the probability (default: the model's, else 0.5)"
     )
     parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
-    parser.add_argument(
-        "--backend", choices=["torch", "onnxruntime"], default=None,
-        help="default: onnxruntime for .onnx models, torch otherwise",
-    )  # fmt: skip
+    _add_backend_argument(parser)
     parser.add_argument(
         "--max-megapixels", type=float, default=DEFAULT_MAX_PIXELS / 1e6,
         help=f"larger images (at the model's scale) go in tiles (default {DEFAULT_MAX_PIXELS / 1e6:g})",
@@ -187,7 +190,11 @@ def _add_segment_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overlap", type=int, default=DEFAULT_OVERLAP, help=f"tile overlap (default {DEFAULT_OVERLAP})"
     )
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="torch backend: bf16 autocast")
+    parser.add_argument(
+        "--precision", choices=["auto", "fp32", "bf16"], default="auto",
+        help="bf16: bfloat16 (PyTorch autocast, OpenVINO); auto (default): float32 or bfloat16, whichever runs faster "
+        "here (bfloat16 moved DRIVE's AUC and Dice by under 1e-4, docs/benchmarks.md); fp32: float32 only",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=None, help="CPU threads of the network (default: all)")
     parser.add_argument(
         "--workers", type=int, default=0, metavar="N",
@@ -211,6 +218,16 @@ def _add_segment_arguments(parser: argparse.ArgumentParser) -> None:
         help="replace files in --out that segment did not write (by default such a file stops the command)",
     )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    from patch2image.backends import CHOICES
+
+    parser.add_argument(
+        "--backend", choices=CHOICES, default="auto",
+        help="what runs the network (default auto: the fastest here for the network and image size, measured once "
+        "and remembered; in float32 every backend gives the same probabilities within 1e-4)",
+    )  # fmt: skip
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
@@ -263,7 +280,15 @@ def cmd_segment(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
     if not files:
         return 1
-    model, metadata, backend = load_segmentation_model(args.model, args.backend, args.threads, args.network)
+    if args.model is None:
+        from patch2image.weights import default_model
+
+        args.model = default_model()
+        if args.model is None:
+            raise UserError("no shipped model in this installation; name one with --model")
+    model, metadata, backend = load_segmentation_model(
+        args.model, args.backend, args.threads, args.network, precision=args.precision, announce=_announce
+    )
     patch_size = metadata.patch_size
     if args.mode == "patch" and args.stride > patch_size:
         raise UserError(f"--stride {args.stride}: must not exceed the patch size ({patch_size})")
@@ -276,7 +301,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         tile=args.tile,
         overlap=args.overlap,
         max_pixels=int(args.max_megapixels * 1e6),
-        precision=args.precision,
+        precision="fp32" if args.precision == "auto" else args.precision,  # auto: the chosen runner's own
     )
     out = Path(args.out)
     record = OutputRecord(out, files, metadata.task)
@@ -320,22 +345,63 @@ def cmd_segment(args: argparse.Namespace) -> int:
     done = len(files) - (failed - len(problems))
     seconds = (time.perf_counter() - started) / max(1, len(files))
     print(
-        f"segmented {done} of {len(files)} images into {out} ({backend}, {args.mode} mode, {seconds:.2f} s per image)"
+        f"segmented {done} of {len(files)} images into {out} "
+        f"({getattr(model, 'description', backend)}, {args.mode} mode, {seconds:.2f} s per image)"
     )
     return 1 if failed else 0
 
 
+def _announce(line: str) -> None:
+    """A line on stderr that leaves segment's progress bar intact."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
+
+
 def cmd_export(args) -> int:
-    """Export the weights as ONNX, then check onnxruntime against PyTorch on a test image."""
+    """Export the weights as ONNX, then check onnxruntime against PyTorch on a test image (or, int8, say how far)."""
     from patch2image.export import export_onnx
     from patch2image.weights import load_model
 
     model, metadata = load_model(args.model, args.network)
+    if args.int8:
+        return _export_int8(model, metadata, args)
     difference = export_onnx(model, args.onnx, metadata, args.opset)
     print(f"wrote {args.onnx} (opset {args.opset}; onnxruntime vs PyTorch on a test image: |diff| {difference:.1e})")
     if difference > 1e-4:
         print(f"error: {args.onnx}: onnxruntime and PyTorch differ by {difference:.1e} (> 1e-4)", file=sys.stderr)
         return 1
+    return 0
+
+
+def _export_int8(model, metadata, args) -> int:
+    """``export --int8 PHOTOS``: calibrate on the photographs, write the int8 model, report its distance to float32."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from patch2image.data import read_image
+    from patch2image.export import OnnxModel, onnx_bytes
+    from patch2image.files import atomic_write
+    from patch2image.inference import Segmenter, predict_image
+    from patch2image.quantise import quantise_onnx
+    from patch2image.segment import expand_inputs
+
+    if args.opset < 17:
+        raise UserError(f"--opset {args.opset}: patch2image exports opset 17 or later")
+    files, problems = expand_inputs(args.int8)
+    if problems:
+        raise UserError(problems[0])
+    preparer = Segmenter(None, metadata)
+    greys = [preparer.prepare(read_image(path)) for path in files]
+    data = quantise_onnx(onnx_bytes(model, metadata, args.opset), greys)
+    with atomic_write(args.onnx) as tmp:
+        Path(tmp).write_bytes(data)
+    difference = np.abs(predict_image(OnnxModel(data), greys[0]) - predict_image(model, greys[0]))
+    print(
+        f"wrote {args.onnx} (int8, calibrated on {len(greys)} images; vs PyTorch float32 on {files[0].name}: "
+        f"mean |diff| {difference.mean():.1e}, max {difference.max():.2f})"
+    )
     return 0
 
 
@@ -385,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="score a run directory, or a model on a dataset")
     evaluate.add_argument("run_dir", nargs="?", help="a run directory of `patch2image train`")
-    evaluate.add_argument("--model", help="a shipped model's name or a .safetensors file")
+    evaluate.add_argument("--model", help="a shipped model's name, a .safetensors or a .onnx file")
     evaluate.add_argument("--network", metavar="MODULE:CLASS", help=USER_NETWORK_HELP)
     evaluate.add_argument("--dataset", help="dataset root (DRIVE, STARE, CHASE_DB1, IDRiD or a folder)")
     _add_dataset_args(evaluate)  # with --images, all images are test images
@@ -394,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--mode", default="image", choices=["image", "patch"])
     evaluate.add_argument("--stride", type=int, default=2, help="patch mode: distance between patches")
     evaluate.add_argument("--threshold", type=float, default=0.5)
+    _add_backend_argument(evaluate)
     evaluate.add_argument("--json", help="write the metrics here (and the per-image CSV beside it)")
     evaluate.set_defaults(run=cmd_evaluate, path=None)
 
@@ -406,6 +473,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
     export.add_argument("--network", metavar="MODULE:CLASS", help=USER_NETWORK_HELP)
     export.add_argument("--opset", type=int, default=18, help="ONNX opset, 17 or later (default 18)")
+    export.add_argument(
+        "--int8", nargs="+", metavar="PHOTO",
+        help="quantise to int8, calibrated on these photographs, folders or patterns (about 20 from the camera "
+        "the model will see); on DRIVE it cost Mini-Unet under 0.001 AUC and 0.003 Dice (docs/benchmarks.md)",
+    )  # fmt: skip
     export.set_defaults(run=cmd_export)
 
     report = commands.add_parser("report", help="the paper's tables and figures from run directories")

@@ -108,6 +108,49 @@ def export_onnx(model: nn.Module, path: str | Path, metadata: WeightsMetadata, o
     return float((OnnxModel(data).probabilities(x) - expected).abs().max())
 
 
+def cached_onnx_bytes(model: nn.Module, metadata: WeightsMetadata, weights: str | Path) -> bytes:
+    """:func:`onnx_bytes` of ``model`` loaded from the file ``weights``, kept in the user's cache folder.
+
+    An export takes 4-7 s on 2 cores, longer than segmenting a few images, and the onnxruntime and
+    OpenVINO backends need one at every start.
+    """
+    from patch2image.cache import cached_bytes
+
+    name = onnx_cache_name(model, metadata, weights)
+    if name is None:
+        return onnx_bytes(model, metadata)
+    return cached_bytes(name, lambda: onnx_bytes(model, metadata))
+
+
+def onnx_cache_name(model: nn.Module, metadata: WeightsMetadata, weights: str | Path) -> str | None:
+    """The export's name in the cache folder; None when the sources cannot be read (then nothing is cached).
+
+    The key covers what the graph depends on: the weights file's bytes, the metadata, the source of the
+    network's package (``patch2image.networks``, or a user network's) and of this module, torch's
+    version and the opset; a change in any makes a new entry, never a stale hit.
+    """
+    from patch2image.cache import digest
+
+    sources = _network_sources(type(model)) + [Path(__file__)]
+    try:
+        parts = [Path(weights).read_bytes(), *(path.read_bytes() for path in sources)]
+    except OSError:
+        return None
+    parts += [json.dumps(WeightsMetadata.coerce(metadata).to_dict(), sort_keys=True), torch.__version__, str(OPSET)]
+    return f"onnx/{digest(*parts)}.onnx"
+
+
+def _network_sources(cls: type) -> list[Path]:
+    """The source files of the loaded modules of the package defining ``cls`` (its module alone at top level)."""
+    import sys
+
+    module = cls.__module__
+    package = module.rpartition(".")[0]
+    names = sorted(n for n in sys.modules if n in (module, package) or (package and n.startswith(package + ".")))
+    files = {getattr(sys.modules[n], "__file__", None) for n in names} - {None}
+    return sorted(Path(f) for f in files)
+
+
 @contextlib.contextmanager
 def _quiet_exporter():
     # The exporter logs its steps and torchvision's absence; users only need errors.
@@ -146,21 +189,13 @@ class OnnxModel:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        name = "ONNX model" if isinstance(source, bytes) else str(source)
-        if not isinstance(source, bytes):
-            path = Path(source)
-            if not path.is_file():
-                raise UserError(f"{path}: no such ONNX file")
-            source = path.read_bytes()
+        source, name = read_onnx(source)
         try:
             self.session = ort.InferenceSession(source, options, providers=_providers(ort))
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
-            raise UserError(f"{name}: not an ONNX model onnxruntime can run ({_first_line(exc)})") from None
+            raise UserError(f"{name}: not an ONNX model onnxruntime can run ({first_line(exc)})") from None
         custom = self.session.get_modelmeta().custom_metadata_map
-        try:
-            self.metadata = WeightsMetadata.from_dict(json.loads(custom.get(METADATA_KEY, "{}")), name)
-        except json.JSONDecodeError:
-            raise UserError(f"{name}: metadata {METADATA_KEY!r} is not valid JSON") from None
+        self.metadata = parse_metadata(custom.get(METADATA_KEY), name)
         self.size_divisor = self.metadata.size_divisor
         self.input_name = self.session.get_inputs()[0].name
 
@@ -170,12 +205,42 @@ class OnnxModel:
         return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
 
 
+def read_onnx(source: str | Path | bytes) -> tuple[bytes, str]:
+    """(the model's bytes, a name for messages) of an ``.onnx`` file or of bytes already read."""
+    if isinstance(source, bytes):
+        return source, "ONNX model"
+    path = Path(source)
+    if not path.is_file():
+        raise UserError(f"{path}: no such ONNX file")
+    return path.read_bytes(), str(path)
+
+
+def parse_metadata(text: str | None, name: str) -> WeightsMetadata:
+    """The weights' metadata from the JSON stored under ``metadata_props[METADATA_KEY]`` (defaults if none)."""
+    try:
+        return WeightsMetadata.from_dict(json.loads(text or "{}"), name)
+    except json.JSONDecodeError:
+        raise UserError(f"{name}: metadata {METADATA_KEY!r} is not valid JSON") from None
+
+
+def onnx_metadata(data: bytes, name: str = "ONNX model") -> WeightsMetadata:
+    """The weights' metadata embedded in serialised ONNX ``data``, for runners that do not expose it."""
+    import onnx
+
+    try:
+        proto = onnx.load_model_from_string(data)
+    except Exception as exc:  # protobuf's DecodeError and onnx's own errors
+        raise UserError(f"{name}: not an ONNX model ({first_line(exc)})") from None
+    return parse_metadata(next((p.value for p in proto.metadata_props if p.key == METADATA_KEY), None), name)
+
+
 def _providers(ort) -> list[str]:
     available = ort.get_available_providers()
     preferred = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
     return preferred or available
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, at most 200 characters: runtimes' errors run to pages."""
     lines = str(exc).strip().splitlines()
     return (lines[0] if lines else type(exc).__name__)[:200]

@@ -53,7 +53,7 @@ DEFAULT_BATCH_SIZE = 256
 # --------------------------------------------------------------------------- forward passes
 
 
-class _TorchProbabilities:
+class TorchProbabilities:
     """A logits network as a probability function: eval mode, no autograd, channels_last, optional bf16."""
 
     def __init__(self, model: nn.Module, precision: str = "fp32"):
@@ -83,7 +83,7 @@ def _predictor(model, precision: str = "fp32"):
     model.to(memory_format=torch.channels_last)
     try:
         with torch.inference_mode():
-            yield _TorchProbabilities(model, precision)
+            yield TorchProbabilities(model, precision)
     finally:
         model.train(was_training)
 

@@ -582,30 +582,16 @@ def _collect(path: Path, future: Future, report: Report, measured: Measured) -> 
 
 
 def load_segmentation_model(
-    name_or_path: str, backend: str | None, threads: int | None = None, network: str | None = None
+    name_or_path: str, backend: str | None, threads: int | None = None, network: str | None = None, **options
 ) -> tuple[object, dict, str]:
-    """(model, metadata, backend) for ``--model`` and ``--backend``.
+    """(model, metadata, backend) for ``--model`` and ``--backend``: see :func:`patch2image.backends.load_backend`.
 
-    ``.onnx`` files run with onnxruntime; weights run with PyTorch, or with onnxruntime after an
-    export in memory.
+    Without a backend, ``.onnx`` files run with onnxruntime and weights with PyTorch; ``options`` are
+    ``precision`` and ``announce``.
     """
-    is_onnx = str(name_or_path).lower().endswith(".onnx")
-    backend = backend or ("onnxruntime" if is_onnx else "torch")
-    if backend == "torch" and is_onnx:
-        raise UserError(f"{name_or_path}: an ONNX model runs only with --backend onnxruntime")
-    if is_onnx:
-        from patch2image.export import OnnxModel
+    from patch2image.backends import load_backend
 
-        model = OnnxModel(name_or_path, threads)
-        return model, model.metadata, backend
-    from patch2image.weights import load_model
-
-    model, metadata = load_model(name_or_path, network)
-    if backend == "onnxruntime":
-        from patch2image.export import OnnxModel, onnx_bytes
-
-        return OnnxModel(onnx_bytes(model, metadata), threads), metadata, backend
-    return model, metadata, backend
+    return load_backend(name_or_path, backend, threads, network, **options)
 
 
 def describe_failure(path: Path, exc: Exception) -> str:

@@ -1,0 +1,80 @@
+"""An exported ONNX model run by OpenVINO, usable wherever ``predict_image`` takes a model.
+
+Why a third runner: on x86 processors OpenVINO's CPU plugin fuses each convolution with its ReLU and
+picks AVX-512 kernels, and runs the same ONNX graph as onnxruntime 1.5-3x faster than PyTorch's eager
+float32 (docs/benchmarks.md, Table 5). It reads the file :func:`patch2image.export.export_onnx` writes,
+metadata included, so nothing else is exported for it.
+
+Precision is explicit: OpenVINO's CPU plugin infers in bfloat16 by default on processors with native
+bf16, which would move probabilities by up to 0.1; ``precision="fp32"`` (the default) asks for float32,
+within 1e-4 of PyTorch (``tests/test_openvino.py``).
+"""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from patch2image.errors import UserError
+from patch2image.export import first_line, onnx_metadata, read_onnx
+
+HINTS = {"fp32": "f32", "bf16": "bf16"}
+"""``precision`` -> OpenVINO's ``INFERENCE_PRECISION_HINT``."""
+
+
+def openvino_available() -> bool:
+    """Whether the ``openvino`` package imports here (it is a dependency, but a broken install happens)."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class OpenVinoModel:
+    """An ONNX model compiled by OpenVINO for the CPU, with dynamic batch, height and width.
+
+    Parameters
+    ----------
+    source : str, Path or bytes
+        An ``.onnx`` file written by :func:`patch2image.export.export_onnx`, or its bytes.
+    threads : int, optional
+        OpenVINO's inference threads; its default (all cores) when None.
+    precision : {"fp32", "bf16"}
+        The inference precision; bf16 is faster on processors with native bfloat16 and less exact.
+
+    Attributes
+    ----------
+    metadata : WeightsMetadata
+        The weights' metadata embedded at export (the defaults if none).
+    size_divisor : int
+        What the input sides must be multiples of.
+    """
+
+    def __init__(self, source: str | Path | bytes, threads: int | None = None, precision: str = "fp32"):
+        if precision not in HINTS:
+            raise ValueError(f"precision must be one of {', '.join(HINTS)}, got {precision!r}")
+        try:
+            import openvino as ov
+        except ImportError:
+            raise UserError("--backend openvino: the package openvino is not installed") from None
+        data, name = read_onnx(source)
+        self.metadata = onnx_metadata(data, name)
+        self.size_divisor = self.metadata.size_divisor
+        self.precision = precision
+        config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        core = ov.Core()
+        try:
+            # One dynamic-shape compilation serves every size: measured as fast as a static one per shape.
+            compiled = core.compile_model(core.read_model(data, b""), "CPU", config)
+        except Exception as exc:  # OpenVINO raises RuntimeError with pages of detail for bad graphs
+            raise UserError(f"{name}: not an ONNX model OpenVINO can run ({first_line(exc)})") from None
+        self._request = compiled.create_infer_request()
+
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1, H, W) float32 pre-processed grey, sides multiples of the divisor -> probabilities."""
+        array = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+        # share_outputs=False (the default) copies the result out of the request's buffer, reused next call.
+        return torch.from_numpy(self._request.infer({0: array})[0])

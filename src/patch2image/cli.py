@@ -287,7 +287,12 @@ def cmd_segment(args: argparse.Namespace) -> int:
         if args.model is None:
             raise UserError("no shipped model in this installation; name one with --model")
     model, metadata, backend = load_segmentation_model(
-        args.model, args.backend, args.threads, args.network, precision=args.precision, announce=_announce
+        args.model,
+        args.backend,
+        args.threads,
+        args.network,
+        precision=args.precision,
+        announce=(lambda line: None) if args.quiet else _announce,
     )
     patch_size = metadata.patch_size
     if args.mode == "patch" and args.stride > patch_size:

@@ -92,7 +92,8 @@ def main() -> None:
         "machine": describe_machine(),
         "command": "python benchmarks/working_scale.py " + " ".join(sys.argv[1:]),
     }
-    out = Path(args.out) / f"working_scale-{Path(args.model).stem}-{dataset.kind}.json"
+    name = metadata.name or metadata.experiment or Path(args.model).stem
+    out = Path(args.out) / f"working_scale-{name}-{dataset.kind}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1) + "\n")
     print(f"written {out}")

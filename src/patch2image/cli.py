@@ -357,10 +357,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 
 def _announce(line: str) -> None:
-    """A line on stderr that leaves segment's progress bar intact."""
+    """An informational line (stdout: stderr is for errors) that leaves segment's progress bar intact."""
     from tqdm import tqdm
 
-    tqdm.write(line, file=sys.stderr)
+    tqdm.write(line, file=sys.stdout)
 
 
 def cmd_export(args) -> int:

@@ -26,7 +26,7 @@ def ship(run_dir: Path, name: str) -> Path:
         metadata,
         name=name,
         threshold=threshold,
-        fold=config["dataset"].get("fold"),
+        fold=metadata.fold,  # None for several datasets: their folds are in extra["datasets"]
         test_images=[image["name"] for image in result["whole"]["images"]],
         metrics={protocol: result[protocol]["mean"] for protocol in ("whole", "fov")},
         extra=metadata.extra

@@ -333,6 +333,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=OUT, help="folder of the evaluation files (default %(default)s)")
     parser.add_argument("--timing-out", type=Path, default=TIMING_OUT, help="the timing file (default %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--ours", default=OURS, help="our model to time beside the peer (default %(default)s)")
+    parser.add_argument(
+        "--backend", default="torch", choices=["torch", "auto"], help="ours: PyTorch, or as segment's default (auto)"
+    )
     parser.add_argument("--note", default=None, help="a remark kept with this run, e.g. that the machine was busy")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
@@ -350,7 +354,12 @@ def main(argv: list[str] | None = None) -> None:
     peer = load_wnet(args.peer / WEIGHTS_FILE)
     if parameter_count(peer) != PARAMETERS:
         sys.exit(f"error: the peer has {parameter_count(peer)} parameters, its README says {PARAMETERS}")
-    model, metadata = load_model(OURS)
+    if args.backend == "torch":
+        model, metadata = load_model(args.ours)
+    else:  # as `patch2image segment` runs it: the backend and precision chosen by measurement
+        from patch2image.backends import load_backend
+
+        model, metadata, _ = load_backend(args.ours, args.backend, precision="auto")
     segmenter = Segmenter(model, metadata)
 
     results, timings, off = {}, {}, []
@@ -369,7 +378,8 @@ def main(argv: list[str] | None = None) -> None:
     ours_all = [s for t in timings.values() for s in t["ours"]["per_image_s"]]
     summary = {
         "peer": MODEL_LABEL,
-        "ours": f"shipped model {OURS}, Segmenter(model, metadata)(rgb) (scale rule), {resolve_weights(OURS).name}",
+        "ours": f"shipped model {args.ours}, backend {args.backend}, Segmenter(model, metadata)(rgb) (scale rule), "
+        f"{resolve_weights(args.ours).name}",
         "what_is_timed": "per image, decoded photograph in memory: the peer's FOV crop, 512x512 resize, 4 flipped "
         "forward passes, cubic resize back and paste; ours: Segmenter(model, metadata)(rgb). Alternated peer, ours "
         "image by image after one untimed call of each; reading and scoring not timed",

@@ -22,12 +22,10 @@ import argparse
 import json
 import os
 import statistics
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import torch
 from machine import describe_machine
 from segmentation_time import ROOT, run_command
@@ -37,46 +35,12 @@ from patch2image.evaluation import evaluate_cases
 from patch2image.export import OnnxModel, cached_onnx_bytes
 from patch2image.inference import TRAINING_SIZE, Segmenter
 from patch2image.openvino_model import OpenVinoModel
+from patch2image.quantise import quantise_onnx
 from patch2image.weights import load_model, resolve_weights
 
 DRIVE = ROOT.parent / "shared" / "datasets" / "DRIVE"
 RESULTS = ROOT / "benchmarks" / "results"
 BAR = {"auc": 0.001, "dice": 0.003}
-
-
-def quantise(fp32: bytes, calibration: list[np.ndarray], method: str) -> bytes:
-    """The QDQ int8 model of ``fp32``, activation ranges calibrated on the pre-processed ``calibration`` images."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.items = iter({"image": grey[None, None].astype(np.float32)} for grey in calibration)
-
-        def get_next(self):
-            return next(self.items, None)
-
-    with tempfile.TemporaryDirectory() as folder:
-        source, target = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
-        source.write_bytes(fp32)
-        quantize_static(
-            str(source),
-            str(target),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,  # int8 activations: OpenVINO's probabilities up to 0.97 off
-            weight_type=QuantType.QInt8,
-            calibrate_method=getattr(CalibrationMethod, method),
-            op_types_to_quantize=["Conv", "ConvTranspose"],
-            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
-        )
-        return target.read_bytes()
 
 
 def scores(runner, metadata, samples, precision: str = "fp32") -> dict:
@@ -113,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     preparer = Segmenter(None, metadata, size=TRAINING_SIZE)
     calibration = [preparer.prepare(load_sample(f).image) for split in ("train", "val") for f in dataset.files(split)]
     started = time.perf_counter()
-    int8 = quantise(fp32, calibration, args.method)
+    int8 = quantise_onnx(fp32, calibration, args.method)
     quantise_s = time.perf_counter() - started
     runners = {
         "openvino_fp32": OpenVinoModel(fp32),

@@ -20,8 +20,10 @@ from patch2image.export import INPUT_NAME, first_line
 from patch2image.weights import METADATA_KEY
 
 
-def quantise_onnx(data: bytes, calibration: Iterable[np.ndarray]) -> bytes:
+def quantise_onnx(data: bytes, calibration: Iterable[np.ndarray], method: str = "MinMax") -> bytes:
     """The int8 model of the float32 ONNX ``data``, activation ranges calibrated on pre-processed grey images.
+
+    ``method``: onnxruntime's calibration method (MinMax, Entropy or Percentile).
 
     The weights' metadata travels along, with ``extra["int8"]`` saying how the model was quantised.
     """
@@ -57,7 +59,7 @@ def quantise_onnx(data: bytes, calibration: Iterable[np.ndarray]) -> bytes:
                 per_channel=True,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.MinMax,
+                calibrate_method=getattr(CalibrationMethod, method),
                 op_types_to_quantize=["Conv", "ConvTranspose"],
                 extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
             )
@@ -67,7 +69,8 @@ def quantise_onnx(data: bytes, calibration: Iterable[np.ndarray]) -> bytes:
     source_props = {p.key: p.value for p in onnx.load_model_from_string(data).metadata_props}
     metadata = json.loads(source_props.get(METADATA_KEY, "{}"))
     metadata.setdefault("extra", {})["int8"] = {
-        "method": "onnxruntime static QDQ: Conv and ConvTranspose, int8 weights per channel, uint8 activations, MinMax",
+        "method": "onnxruntime static QDQ: Conv and ConvTranspose, int8 weights per channel, uint8 activations, "
+        + method,
         "calibration_images": len(greys),
     }
     del proto.metadata_props[:]

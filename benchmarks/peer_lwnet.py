@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.backend == "torch":
         model, metadata = load_model(args.ours)
     else:  # as `patch2image segment` runs it: the backend and precision chosen by measurement
-        from patch2image.backends import load_backend
+        from patch2image.runtime.backends import load_backend
 
         model, metadata, _ = load_backend(args.ours, args.backend, precision="auto")
     segmenter = Segmenter(model, metadata)

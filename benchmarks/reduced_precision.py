@@ -32,10 +32,10 @@ from segmentation_time import ROOT, run_command
 
 from patch2image.data import load_sample, open_dataset
 from patch2image.evaluation import evaluate_cases
-from patch2image.export import OnnxModel, cached_onnx_bytes
 from patch2image.inference import TRAINING_SIZE, Segmenter
-from patch2image.openvino_model import OpenVinoModel
-from patch2image.quantise import quantise_onnx
+from patch2image.runtime.export import OnnxModel, cached_onnx_bytes
+from patch2image.runtime.openvino_model import OpenVinoModel
+from patch2image.runtime.quantise import quantise_onnx
 from patch2image.weights import load_model, resolve_weights
 
 DRIVE = ROOT.parent / "shared" / "datasets" / "DRIVE"

@@ -85,8 +85,8 @@ def drive_photographs(count: int) -> list[tuple[str, np.ndarray]]:
 
 def onnx_runners(model: torch.nn.Module, metadata: WeightsMetadata, threads: int) -> dict:
     """onnxruntime and OpenVINO (float32 and bfloat16) on one export of ``model``."""
-    from patch2image.export import OnnxModel, onnx_bytes
-    from patch2image.openvino_model import OpenVinoModel
+    from patch2image.runtime.export import OnnxModel, onnx_bytes
+    from patch2image.runtime.openvino_model import OpenVinoModel
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

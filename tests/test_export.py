@@ -7,9 +7,9 @@ import torch
 from PIL import Image
 
 from patch2image.errors import UserError
-from patch2image.export import OnnxModel, export_onnx
 from patch2image.inference import predict_image
 from patch2image.networks import create_network
+from patch2image.runtime.export import OnnxModel, export_onnx
 from patch2image.weights import WeightsMetadata, save_weights
 
 METADATA = {

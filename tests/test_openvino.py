@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from patch2image import cli
-from patch2image.auto_backend import AutoModel, size_class
-from patch2image.backends import load_backend
-from patch2image.cache import read_json
 from patch2image.data import read_image
 from patch2image.errors import UserError
 from patch2image.inference import Segmenter, predict_image
-from patch2image.openvino_model import OpenVinoModel
+from patch2image.runtime.auto import AutoModel, size_class
+from patch2image.runtime.backends import load_backend
+from patch2image.runtime.cache import read_json
+from patch2image.runtime.openvino_model import OpenVinoModel
 from patch2image.weights import WeightsMetadata
 
 

@@ -5,10 +5,10 @@ import torch
 from PIL import Image
 
 from patch2image import cli
-from patch2image.export import OnnxModel
 from patch2image.inference import predict_image
 from patch2image.networks import create_network
-from patch2image.openvino_model import OpenVinoModel
+from patch2image.runtime.export import OnnxModel
+from patch2image.runtime.openvino_model import OpenVinoModel
 from patch2image.weights import save_weights
 
 METADATA = {

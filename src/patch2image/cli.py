@@ -221,7 +221,7 @@ def _add_segment_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_backend_argument(parser: argparse.ArgumentParser) -> None:
-    from patch2image.backends import CHOICES
+    from patch2image.runtime.backends import CHOICES
 
     parser.add_argument(
         "--backend", choices=CHOICES, default="auto",
@@ -365,7 +365,7 @@ def _announce(line: str) -> None:
 
 def cmd_export(args) -> int:
     """Export the weights as ONNX, then check onnxruntime against PyTorch on a test image (or, int8, say how far)."""
-    from patch2image.export import export_onnx
+    from patch2image.runtime.export import export_onnx
     from patch2image.weights import load_model
 
     model, metadata = load_model(args.model, args.network)
@@ -386,10 +386,10 @@ def _export_int8(model, metadata, args) -> int:
     import numpy as np
 
     from patch2image.data import read_image
-    from patch2image.export import OnnxModel, onnx_bytes
     from patch2image.files import atomic_write
     from patch2image.inference import Segmenter, predict_image
-    from patch2image.quantise import quantise_onnx
+    from patch2image.runtime.export import OnnxModel, onnx_bytes
+    from patch2image.runtime.quantise import quantise_onnx
     from patch2image.segment import expand_inputs
 
     if args.opset < 17:

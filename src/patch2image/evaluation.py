@@ -79,7 +79,7 @@ def evaluate_model(
     network : str, optional
         A user network's ``module:Class`` the weights were trained with (imported only when named).
     backend, announce : optional
-        What runs the network, and ``auto``'s report of its choice (:func:`patch2image.backends.load_backend`);
+        What runs the network, and ``auto``'s report of its choice (:func:`patch2image.runtime.backends.load_backend`);
         by default PyTorch for weights, onnxruntime for ``.onnx`` files.
 
     Returns
@@ -91,9 +91,9 @@ def evaluate_model(
     training scores its test images, not by the camera-independent scale rule (whose 2% aspect-ratio
     tolerance STARE, 2.1%, and CHASE_DB1, 4.3%, exceed).
     """
-    from patch2image.backends import load_backend
     from patch2image.data import load_sample
     from patch2image.inference import TRAINING_SIZE, Segmenter
+    from patch2image.runtime.backends import load_backend
 
     model_name = model
     if not isinstance(model, Segmenter):

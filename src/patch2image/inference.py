@@ -11,7 +11,7 @@ Three levels:
   the scale and pre-processing the weights' metadata records (see :func:`working_size`).
 
 ``model`` is either a ``torch.nn.Module`` returning logits (the registered networks) or any object with
-a ``probabilities(x: Tensor (N,1,H,W) float32) -> Tensor`` method (``patch2image.export.OnnxModel``).
+a ``probabilities(x: Tensor (N,1,H,W) float32) -> Tensor`` method (``patch2image.runtime.export.OnnxModel``).
 
 Memory bound of :func:`predict_image` in tiles: the full-size arrays are the grey input, its padded
 copy, the blended sum and the weight sum (4 x 4 bytes per pixel, plus the caller's RGB and output),
@@ -34,8 +34,8 @@ from torch.nn import functional as F
 
 from patch2image.errors import UserError
 from patch2image.networks import size_divisor
-from patch2image.precision import autocast
 from patch2image.preprocessing import Preprocessing, resize, round_to_multiple
+from patch2image.runtime.precision import autocast
 from patch2image.weights import WeightsMetadata
 
 DEFAULT_MAX_PIXELS = 1_500_000
@@ -134,7 +134,7 @@ def predict_image(
     ----------
     model : torch.nn.Module or object with ``probabilities``
         A network returning logits (run in eval mode, restored afterwards), or a probability runner
-        such as ``patch2image.export.OnnxModel``.
+        such as ``patch2image.runtime.export.OnnxModel``.
     grey : ndarray of shape (H, W)
         The pre-processed image, float in [0, 1], at the network's training scale.
     tile : int, optional

@@ -584,12 +584,12 @@ def _collect(path: Path, future: Future, report: Report, measured: Measured) -> 
 def load_segmentation_model(
     name_or_path: str, backend: str | None, threads: int | None = None, network: str | None = None, **options
 ) -> tuple[object, dict, str]:
-    """(model, metadata, backend) for ``--model`` and ``--backend``: see :func:`patch2image.backends.load_backend`.
+    """(model, metadata, backend) for ``--model`` and ``--backend``: see ``runtime.backends.load_backend``.
 
     Without a backend, ``.onnx`` files run with onnxruntime and weights with PyTorch; ``options`` are
     ``precision`` and ``announce``.
     """
-    from patch2image.backends import load_backend
+    from patch2image.runtime.backends import load_backend
 
     return load_backend(name_or_path, backend, threads, network, **options)
 

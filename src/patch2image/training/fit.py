@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from patch2image.config import AugmentationConfig, PhaseConfig
 from patch2image.errors import UserError
-from patch2image.precision import autocast
+from patch2image.runtime.precision import autocast
 from patch2image.training import distributed
 from patch2image.training.augmentation import augment
 from patch2image.training.loss import bce_dice_loss

@@ -3,10 +3,10 @@
 One function, :func:`load_backend`, turns ``--model``, ``--backend`` and ``--precision`` into a model
 that :func:`patch2image.inference.predict_image` takes. Weights files run with PyTorch as they are; for
 onnxruntime and OpenVINO they are exported to ONNX once and the export is cached
-(:func:`patch2image.export.cached_onnx_bytes`). ``.onnx`` files run with onnxruntime or OpenVINO.
+(:func:`patch2image.runtime.export.cached_onnx_bytes`). ``.onnx`` files run with onnxruntime or OpenVINO.
 
 ``auto`` (backend or precision) makes candidates of every backend and precision allowed, and
-:class:`patch2image.auto_backend.AutoModel` keeps the fastest. bfloat16 exists for PyTorch (autocast)
+:class:`patch2image.runtime.auto.AutoModel` keeps the fastest. bfloat16 exists for PyTorch (autocast)
 and OpenVINO (its inference precision); onnxruntime runs float32 only.
 """
 
@@ -76,8 +76,8 @@ def load_backend(
     if backend != "auto" and (precision != "auto" or backend == "onnxruntime"):
         runner = source.build(backend, "fp32" if precision == "auto" else precision, raw=True)
         return runner, getattr(runner, "metadata", None) or source.metadata(), backend
-    from patch2image.auto_backend import AutoModel
-    from patch2image.openvino_model import openvino_available
+    from patch2image.runtime.auto import AutoModel
+    from patch2image.runtime.openvino_model import openvino_available
 
     backends = [b for b in (BACKENDS if backend == "auto" else (backend,)) if b in source.backends]
     if "openvino" in backends and not openvino_available():
@@ -100,21 +100,21 @@ class _OnnxFile:
     backends = ("onnxruntime", "openvino")
 
     def __init__(self, path, threads):
-        from patch2image.export import read_onnx
+        from patch2image.runtime.export import read_onnx
 
         self.data, self.name = read_onnx(path)
         self.threads = threads
 
     def build(self, backend: str, precision: str, raw: bool = False):
-        from patch2image.export import OnnxModel
-        from patch2image.openvino_model import OpenVinoModel
+        from patch2image.runtime.export import OnnxModel
+        from patch2image.runtime.openvino_model import OpenVinoModel
 
         if backend == "onnxruntime":
             return OnnxModel(self.data, self.threads)
         return OpenVinoModel(self.data, self.threads, precision)
 
     def metadata(self):
-        from patch2image.export import onnx_metadata
+        from patch2image.runtime.export import onnx_metadata
 
         return onnx_metadata(self.data, self.name)
 
@@ -136,9 +136,9 @@ class _Weights:
 
     def build(self, backend: str, precision: str, raw: bool = False):
         """The runner; with ``raw``, PyTorch's is the network itself (the caller applies ``precision``)."""
-        from patch2image.export import OnnxModel
         from patch2image.inference import TorchProbabilities
-        from patch2image.openvino_model import OpenVinoModel
+        from patch2image.runtime.export import OnnxModel
+        from patch2image.runtime.openvino_model import OpenVinoModel
 
         if backend == "torch":
             if raw:
@@ -152,7 +152,7 @@ class _Weights:
 
     @functools.cache  # noqa: B019 - one export per loaded model, which lives as long as the command
     def _onnx(self) -> bytes:
-        from patch2image.export import cached_onnx_bytes
+        from patch2image.runtime.export import cached_onnx_bytes
 
         return cached_onnx_bytes(self.model, self._metadata, self.path)
 
@@ -161,8 +161,8 @@ class _Weights:
 
     def exported(self) -> bool:
         """Whether the ONNX export is in the cache folder already (so onnxruntime and OpenVINO start fast)."""
-        from patch2image.cache import cache_dir
-        from patch2image.export import onnx_cache_name
+        from patch2image.runtime.cache import cache_dir
+        from patch2image.runtime.export import onnx_cache_name
 
         name = onnx_cache_name(self.model, self._metadata, self.path)
         return name is not None and (cache_dir() / name).is_file()

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from patch2image.errors import UserError
-from patch2image.export import INPUT_NAME, first_line
+from patch2image.runtime.export import INPUT_NAME, first_line
 from patch2image.weights import METADATA_KEY
 
 

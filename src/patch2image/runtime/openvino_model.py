@@ -2,7 +2,7 @@
 
 Why a third runner: on x86 processors OpenVINO's CPU plugin fuses each convolution with its ReLU and
 picks AVX-512 kernels, and runs the same ONNX graph as onnxruntime 1.5-3x faster than PyTorch's eager
-float32 (docs/benchmarks.md, Table 5). It reads the file :func:`patch2image.export.export_onnx` writes,
+float32 (docs/benchmarks.md, Table 5). It reads the file :func:`patch2image.runtime.export.export_onnx` writes,
 metadata included, so nothing else is exported for it.
 
 Precision is explicit: OpenVINO's CPU plugin infers in bfloat16 by default on processors with native
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from patch2image.errors import UserError
-from patch2image.export import first_line, onnx_metadata, read_onnx
+from patch2image.runtime.export import first_line, onnx_metadata, read_onnx
 
 HINTS = {"fp32": "f32", "bf16": "bf16"}
 """``precision`` -> OpenVINO's ``INFERENCE_PRECISION_HINT``."""
@@ -37,7 +37,7 @@ class OpenVinoModel:
     Parameters
     ----------
     source : str, Path or bytes
-        An ``.onnx`` file written by :func:`patch2image.export.export_onnx`, or its bytes.
+        An ``.onnx`` file written by :func:`patch2image.runtime.export.export_onnx`, or its bytes.
     threads : int, optional
         OpenVINO's inference threads; its default (all cores) when None.
     precision : {"fp32", "bf16"}

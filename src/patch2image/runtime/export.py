@@ -114,7 +114,7 @@ def cached_onnx_bytes(model: nn.Module, metadata: WeightsMetadata, weights: str 
     An export takes 4-7 s on 2 cores, longer than segmenting a few images, and the onnxruntime and
     OpenVINO backends need one at every start.
     """
-    from patch2image.cache import cached_bytes
+    from patch2image.runtime.cache import cached_bytes
 
     name = onnx_cache_name(model, metadata, weights)
     if name is None:
@@ -129,7 +129,7 @@ def onnx_cache_name(model: nn.Module, metadata: WeightsMetadata, weights: str | 
     network's package (``patch2image.networks``, or a user network's) and of this module, torch's
     version and the opset; a change in any makes a new entry, never a stale hit.
     """
-    from patch2image.cache import digest
+    from patch2image.runtime.cache import digest
 
     sources = _network_sources(type(model)) + [Path(__file__)]
     try:

@@ -13,7 +13,7 @@ on them takes milliseconds in any backend, so the export could not pay for itsel
 float32 runs them, unmeasured and unannounced (a rule of size, not of timing, so that a busy machine
 cannot make two runs choose differently). Nothing is kept for them.
 
-The choice is kept in ``backend-choice.json`` in the user's cache folder (:mod:`patch2image.cache`),
+The choice is kept in ``backend-choice.json`` in the user's cache folder (:mod:`patch2image.runtime.cache`),
 keyed by processor, threads, network, size class, precision and the backends' versions; later runs
 read it and measure nothing. The choice is printed once per size class, with the timings behind it.
 
@@ -32,8 +32,8 @@ from importlib.metadata import PackageNotFoundError, version
 import numpy as np
 import torch
 
-from patch2image.cache import cache_dir, read_json, update_json
 from patch2image.errors import UserError
+from patch2image.runtime.cache import cache_dir, read_json, update_json
 
 CHOICES_FILE = "backend-choice.json"
 ROUNDS = 3

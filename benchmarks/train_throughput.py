@@ -1,19 +1,22 @@
 """Training speed: patches per second and seconds per whole-image step, for each network.
 
-Each figure is measured for patch2image's training loop (channels-last memory layout, bfloat16
-autocast, on-the-fly augmentation included: "ours") and for a plain eager float32 loop without
-augmentation ("plain"), in short alternating rounds (plain, ours, plain, ours, ...) on models built
-once. A machine whose load comes and goes slows the plain and ours of a round alike, so the speed-up
-of each round (plain time / ours time) is steadier than either time; the table reports the median
-speed-up over the rounds and its spread (lowest, highest).
+Each figure is measured for patch2image's training loop with the settings ``precision: auto`` and
+``layout: auto`` choose on this machine (measured afresh, in a throwaway cache folder, as a new user's
+first run does; on-the-fly augmentation included: "ours"), for the same loop with each fixed choice
+(float32 or bfloat16 autocast, channels-last or contiguous), and for a plain eager float32 loop without
+augmentation ("plain"), in short alternating rounds (plain, ours, each fixed, plain, ours, ...) on
+models built once. A machine whose load comes and goes slows the loops of a round alike, so the ratio
+within a round is steadier than any time; the table reports the median speed-up over plain and its
+spread (lowest, highest), and how much slower auto's choice is than the best fixed one.
 
-    .venv/bin/python benchmarks/train_throughput.py [--networks light mini-unet dense] [--rounds 5] [--out FILE]
+    .venv/bin/python benchmarks/train_throughput.py [--networks light mini-unet dense] [--rounds 5] [--no-fixed]
 """
 
 import argparse
 import json
 import os
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -24,6 +27,7 @@ from machine import describe_machine
 
 from patch2image.config import AugmentationConfig
 from patch2image.networks import create_network
+from patch2image.training.auto_settings import TrainingSettings, candidates, choose_settings
 from patch2image.training.fit import TrainingData, _train_epoch
 from patch2image.training.loss import bce_dice_loss
 
@@ -61,10 +65,10 @@ def plain_stepper(network: str, shape) -> Stepper:
     return run
 
 
-def ours_stepper(network: str, shape) -> Stepper:
-    """patch2image's epoch function (augmentation, channels-last, bf16) on random data, warmed up by one batch."""
+def ours_stepper(network: str, shape, settings: TrainingSettings) -> Stepper:
+    """patch2image's epoch function (augmentation included) with ``settings`` on random data, warmed up once."""
     torch.manual_seed(0)
-    model = create_network(network).to(memory_format=torch.channels_last)
+    model = create_network(network).to(memory_format=settings.memory_format)
     optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.95, eps=1e-7)
     batch = shape[0]
     generator = torch.Generator().manual_seed(0)
@@ -74,7 +78,7 @@ def ours_stepper(network: str, shape) -> Stepper:
         return TrainingData(torch.rand(size), (torch.rand(size) > 0.85).float())
 
     def epoch(batches: TrainingData) -> None:
-        _train_epoch(model, optimizer, batches, batch, generator, AugmentationConfig(), "bf16", "cpu", "bench", True)
+        _train_epoch(model, optimizer, batches, batch, generator, AugmentationConfig(), settings, "cpu", "bench", True)
 
     epoch(data(1))
 
@@ -87,19 +91,35 @@ def ours_stepper(network: str, shape) -> Stepper:
     return run
 
 
-def alternate(plain: Stepper, ours: Stepper, steps: int, rounds: int) -> dict:
-    """Seconds per step of each loop round by round, and the speed-up of each round."""
-    seconds = {"plain_fp32": [], "ours": []}
+def auto_settings(network: str, shape) -> TrainingSettings:
+    """What ``precision: auto`` and ``layout: auto`` choose for this network and batch shape, measured now."""
+    torch.manual_seed(0)
+    x = torch.rand(shape)
+    return choose_settings(create_network(network), x, (x > 0.85).float(), label=network, announce=lambda _: None)
+
+
+def alternate(steppers: dict[str, Stepper], steps: int, rounds: int) -> dict:
+    """Seconds per step of each loop round by round, and each loop's speed-up over plain in each round."""
+    seconds = {name: [] for name in steppers}
     for _ in range(rounds):
-        seconds["plain_fp32"].append(plain(steps))
-        seconds["ours"].append(ours(steps))
-    speedups = [p / o for p, o in zip(seconds["plain_fp32"], seconds["ours"], strict=True)]
+        for name, stepper in steppers.items():
+            seconds[name].append(stepper(steps))
+    speedups = {
+        name: [p / o for p, o in zip(seconds["plain_fp32"], values, strict=True)]
+        for name, values in seconds.items()
+        if name != "plain_fp32"
+    }
+    fixed = [name for name in speedups if name != "ours"]
+    # auto against the best fixed choice, round by round: above 1 when auto's choice is slower
+    auto_cost = [
+        seconds["ours"][i] / min(seconds[name][i] for name in fixed) for i in range(rounds)
+    ] if fixed else []  # fmt: skip
     return {
         "seconds_per_step": {k: [round(s, 4) for s in v] for k, v in seconds.items()},
         "median_s": {k: round(statistics.median(v), 4) for k, v in seconds.items()},
-        "speedups": [round(s, 3) for s in speedups],
-        "median_speedup": round(statistics.median(speedups), 2),
-        "speedup_spread": [round(min(speedups), 2), round(max(speedups), 2)],
+        "median_speedup": {k: round(statistics.median(v), 2) for k, v in speedups.items()},
+        "speedup_spread": {k: [round(min(v), 2), round(max(v), 2)] for k, v in speedups.items()},
+        "auto_over_best_fixed": round(statistics.median(auto_cost), 3) if auto_cost else None,
     }
 
 
@@ -107,6 +127,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--networks", nargs="+", default=["light", "mini-unet", "dense"])
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per figure (default 5)")
+    parser.add_argument("--no-fixed", dest="fixed", action="store_false", help="skip timing each fixed choice")
     parser.add_argument("--out", default="benchmarks/results/train_throughput.json")
     args = parser.parse_args()
     results = {
@@ -116,26 +137,27 @@ def main() -> None:
         "rounds": args.rounds,
         "networks": {},
     }
+    cache = tempfile.TemporaryDirectory()
+    os.environ["PATCH2IMAGE_CACHE_DIR"] = cache.name  # auto measures as on a new user's first run
     for network in args.networks:
         patch_steps, image_steps = STEPS.get(network, (5, 1))
-        patches = alternate(plain_stepper(network, PATCHES), ours_stepper(network, PATCHES), patch_steps, args.rounds)
-        image = alternate(
-            plain_stepper(network, (1, 1, *IMAGE)), ours_stepper(network, (1, 1, *IMAGE)), image_steps, args.rounds
-        )
-        row = {
-            "plain_fp32_patches_per_s": round(PATCHES[0] / patches["median_s"]["plain_fp32"], 1),
-            "ours_patches_per_s": round(PATCHES[0] / patches["median_s"]["ours"], 1),
-            "patch_speedup": patches["median_speedup"],
-            "patch_speedup_spread": patches["speedup_spread"],
-            "plain_fp32_s_per_image_step": round(image["median_s"]["plain_fp32"], 3),
-            "ours_s_per_image_step": round(image["median_s"]["ours"], 3),
-            "image_speedup": image["median_speedup"],
-            "image_speedup_spread": image["speedup_spread"],
-            "patch_rounds": patches,
-            "image_rounds": image,
+        row = {}
+        for kind, shape, steps in (("patch", PATCHES, patch_steps), ("image", (1, 1, *IMAGE), image_steps)):
+            chosen = auto_settings(network, shape)
+            steppers = {"plain_fp32": plain_stepper(network, shape), "ours": ours_stepper(network, shape, chosen)}
+            if args.fixed:
+                steppers |= {str(s): ours_stepper(network, shape, s) for s in candidates("auto", "auto")}
+            measured = alternate(steppers, steps, args.rounds)
+            row[kind] = {"auto_chose": str(chosen), **measured}
+        summary = {
+            "patches_per_s": {k: round(PATCHES[0] / v, 1) for k, v in row["patch"]["median_s"].items()},
+            "s_per_image_step": {k: round(v, 3) for k, v in row["image"]["median_s"].items()},
         }
-        results["networks"][network] = row
-        print(network, json.dumps({k: v for k, v in row.items() if not k.endswith("_rounds")}), flush=True)
+        summary |= {f"{kind}_{key}": row[kind][key] for kind in row for key in ("auto_chose", "auto_over_best_fixed")}
+        summary |= {f"{kind}_speedup": row[kind]["median_speedup"]["ours"] for kind in row}
+        summary |= {f"{kind}_speedup_spread": row[kind]["speedup_spread"]["ours"] for kind in row}
+        results["networks"][network] = summary | {"rounds": row}
+        print(network, json.dumps(summary), flush=True)
     results["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")

@@ -90,6 +90,14 @@ def test_tiles_with_tta_equal_one_pass(light):
     assert np.abs(whole - predict_image(light, grey, tile=176, overlap=88, tta=True)).max() < 1e-4
 
 
+def test_tta_is_the_mean_over_the_image_and_its_three_flips(light):
+    grey = smooth_image(96, 128)
+    flips = [grey, grey[:, ::-1], grey[::-1], grey[::-1, ::-1]]
+    unflip = [lambda p: p, lambda p: p[:, ::-1], lambda p: p[::-1], lambda p: p[::-1, ::-1]]
+    expected = np.mean([u(predict_image(light, g.copy())) for g, u in zip(flips, unflip, strict=True)], axis=0)
+    assert np.abs(predict_image(light, grey, tta=True) - expected).max() < 1e-5
+
+
 def test_too_small_overlap_shows_seams(light):
     # The same comparison fails when the margins are smaller than the receptive field.
     grey = smooth_image(300, 262)

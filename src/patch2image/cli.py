@@ -14,6 +14,7 @@ from patch2image.data.datasets import DATASETS
 from patch2image.errors import UserError
 
 USER_NETWORK_HELP = "a user network module:Class the weights were trained with (imported only when named here)"
+TTA_HELP = "average over the image and its three flips (4x the time; +.006-.008 Dice on other cameras' photographs)"
 
 
 def _add_dataset_args(parser: argparse.ArgumentParser) -> None:
@@ -149,7 +150,7 @@ def cmd_evaluate(args) -> int:
         dataset = _open_dataset(args)
         result = evaluate_model(
             args.model, dataset, args.split, args.fold, args.threshold, args.mode, args.stride, args.network,
-            backend=args.backend, announce=_announce,
+            backend=args.backend, announce=_announce, tta=args.tta,
         )  # fmt: skip
         if args.json:
             write_evaluation(result, args.json)
@@ -180,7 +181,7 @@ def _add_segment_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threshold", type=float, help="mask threshold on the probability (default: the model's, else 0.5)"
     )
-    parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    parser.add_argument("--tta", action="store_true", help=TTA_HELP)
     _add_backend_argument(parser)
     parser.add_argument(
         "--max-megapixels", type=float, default=DEFAULT_MAX_PIXELS / 1e6,
@@ -465,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--mode", default="image", choices=["image", "patch"])
     evaluate.add_argument("--stride", type=int, default=2, help="patch mode: distance between patches")
     evaluate.add_argument("--threshold", type=float, default=0.5)
+    evaluate.add_argument("--tta", action="store_true", help=TTA_HELP)
     _add_backend_argument(evaluate)
     evaluate.add_argument("--json", help="write the metrics here (and the per-image CSV beside it)")
     evaluate.set_defaults(run=cmd_evaluate, path=None)

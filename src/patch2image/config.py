@@ -93,7 +93,8 @@ class Config:
     network_args: dict = field(default_factory=dict)  # keyword arguments of the network's constructor
     seed: int = 0
     protocol: str = "paper"  # one of PROTOCOLS
-    precision: str = "bf16"  # bf16 autocast where the CPU supports it, or fp32
+    precision: str = "auto"  # fp32, bf16 autocast, or auto: the faster here, measured before each phase
+    layout: str = "auto"  # channels_last, contiguous, or auto: the faster here, measured with the precision
     dataset: DatasetConfig | list[DatasetConfig] = field(default_factory=DatasetConfig)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     patches: PatchConfig = field(default_factory=PatchConfig)
@@ -192,7 +193,8 @@ def config_from_dict(raw, source: str = "configuration") -> Config:
     if "sampling" not in (raw.get("patches") or {}):
         sampling = "balanced" if tasks == {"optic_disc"} else "grid"
         config = dataclasses.replace(config, patches=dataclasses.replace(config.patches, sampling=sampling))
-    _check_choice(source, "precision", config.precision, ("bf16", "fp32"))
+    _check_choice(source, "precision", config.precision, ("auto", "bf16", "fp32"))
+    _check_choice(source, "layout", config.layout, ("auto", "channels_last", "contiguous"))
     _check_choice(source, "augmentation.level", config.augmentation.level, ("image", "patch"))
     if config.patches.sampling not in ("grid", "balanced", "random"):
         raise UserError(f"{source}: patches.sampling: {config.patches.sampling!r} is not grid, balanced or random")

@@ -63,6 +63,7 @@ def evaluate_model(
     network: str | None = None,
     backend: str | None = None,
     announce=None,
+    tta: bool = False,
 ) -> dict:
     """Score a model on one split of a dataset, every image at its original size, both protocols.
 
@@ -81,6 +82,8 @@ def evaluate_model(
     backend, announce : optional
         What runs the network, and ``auto``'s report of its choice (:func:`patch2image.runtime.backends.load_backend`);
         by default PyTorch for weights, onnxruntime for ``.onnx`` files.
+    tta : bool
+        Average over the image and its three flips (:data:`patch2image.inference.FLIPS`).
 
     Returns
     -------
@@ -99,7 +102,7 @@ def evaluate_model(
     if not isinstance(model, Segmenter):
         weights, metadata, _ = load_backend(model, backend, network=network, announce=announce)
         same = metadata.dataset == dataset.kind and metadata.input_size
-        model = Segmenter(weights, metadata, mode=mode, stride=stride, size=TRAINING_SIZE if same else None)
+        model = Segmenter(weights, metadata, mode=mode, stride=stride, size=TRAINING_SIZE if same else None, tta=tta)
     if split == "test" and dataset.kind == "folder" and not dataset.folds() and "test" not in dataset.groups:
         split = "all"
     files = dataset.files(split, fold=fold)
@@ -119,6 +122,7 @@ def evaluate_model(
         "fold": fold,
         "threshold": threshold,
         "mode": mode,
+        "tta": getattr(model, "tta", False),
     }
     return result
 

@@ -16,7 +16,6 @@ import csv
 import dataclasses
 import io
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,16 +199,17 @@ class Run:
         if start_from:
             model.load_state_dict(read_weights(self.out / f"{WEIGHTS[start_from]}.safetensors")[0])
         val_data = _patches(self.val, self.config) if phase == "patch" else self.val.training_data()
-        started = time.perf_counter()
         rows = fit(
             model, train_data, val_data, phase, self.config.phases[phase],
             self.out / "checkpoints" / f"{phase}.safetensors", seed=self.config.seed, augmentation=augmentation,
-            precision=self.config.precision, quiet=self.quiet, device=self.device,
+            precision=self.config.precision, layout=self.config.layout, quiet=self.quiet, device=self.device,
         )  # fmt: skip
         if distributed.is_main():
             _write_history(self.out / "history.csv", phase, rows)
-            seconds = self.info["wall_seconds"].get(phase, 0) + time.perf_counter() - started
-            self.info["wall_seconds"][phase] = round(seconds, 1)
+            # The epochs' own times survive an interruption in the checkpoint; a killed session's clock does not.
+            self.info["wall_seconds"][phase] = round(sum(float(r["seconds"]) for r in rows), 1)
+            if rows and rows[-1].get("settings"):  # what auto chose: a run is repeated exactly by fixing it
+                self.info.setdefault("training_settings", {})[phase] = rows[-1]["settings"]
             write_text(self.out / "run.json", json.dumps(self.info, indent=2))
             save_weights(weights, model, self.metadata)
         distributed.barrier()

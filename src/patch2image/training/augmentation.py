@@ -43,7 +43,7 @@ def augment(
     if config.contrast:
         powers = 2 ** ((torch.rand(n, generator=generator) * 2 - 1) * config.contrast)
         x = x.clamp(min=0) ** powers[:, None, None, None]
-    return x.contiguous(memory_format=torch.channels_last), y
+    return x, y
 
 
 def _rescale(both: torch.Tensor, channels: int, scale: list[float], generator: torch.Generator) -> torch.Tensor:

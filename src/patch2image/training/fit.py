@@ -23,6 +23,7 @@ from patch2image.errors import UserError
 from patch2image.runtime.precision import autocast
 from patch2image.training import distributed
 from patch2image.training.augmentation import augment
+from patch2image.training.auto_settings import TrainingSettings, candidates, choose_settings
 from patch2image.training.loss import bce_dice_loss
 from patch2image.weights import read_safetensors, write_safetensors
 
@@ -63,7 +64,8 @@ def fit(
     *,
     seed: int = 0,
     augmentation: AugmentationConfig | None = None,
-    precision: str = "bf16",
+    precision: str = "auto",
+    layout: str = "auto",
     quiet: bool = False,
     device: torch.device | str = "cpu",
 ) -> list[dict]:
@@ -74,6 +76,11 @@ def fit(
     On return the model holds the weights of the epoch with the best validation loss. Under
     torchrun the model is wrapped in DistributedDataParallel and rank 0 validates and checkpoints.
 
+    ``precision`` ("fp32", "bf16" autocast or "auto") and ``layout`` ("channels_last", "contiguous"
+    or "auto"): ``auto`` times a few steps of each candidate and keeps the fastest
+    (:mod:`patch2image.training.auto_settings`); the choice is kept in the checkpoint, so a resumed
+    phase trains as it started.
+
     A NaN or infinite loss (training or validation) stops training with a ``UserError`` naming the
     phase and the epoch; the checkpoint keeps the last good epoch. Ctrl-C propagates as it comes:
     an unfinished epoch is never saved, so that a resumed run draws the same randomness as one never
@@ -82,12 +89,18 @@ def fit(
     device = torch.device(device)
     # Denormal floats appear as the weights settle and slow CPU kernels by an order of magnitude.
     torch.set_flush_denormal(True)
-    model.to(device, memory_format=torch.channels_last)
+    model.to(device)
     optimizer = torch.optim.Adadelta(model.parameters(), lr=config.lr, rho=0.95, eps=1e-7)
     state = {"epoch": 0, "best_val": math.inf, "best_epoch": 0, "bad_epochs": 0, "finished": False, "rows": []}
     best = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if checkpoint.exists():
         state, best = _load_checkpoint(checkpoint, model, optimizer, device)
+    if state.get("settings"):
+        settings = TrainingSettings(**state["settings"])
+    else:
+        settings = _choose(model, val, config.batch_size, precision, layout, device, phase)
+        state["settings"] = {"precision": settings.precision, "layout": settings.layout}
+    model.to(memory_format=settings.memory_format)
     trained = model
     if distributed.world_size() > 1:
         trained = torch.nn.parallel.DistributedDataParallel(model)
@@ -105,18 +118,19 @@ def fit(
             config.batch_size,
             generator,
             augmentation,
-            precision,
+            settings,
             device,
             f"{phase} {epoch}",
             quiet,
         )
         _check_finite(loss, "training", phase, epoch, state, checkpoint)
-        val_loss = validation_loss(model, val, config.batch_size, precision, device) if distributed.is_main() else 0.0
+        val_loss = validation_loss(model, val, config.batch_size, settings, device) if distributed.is_main() else 0.0
         val_loss = distributed.broadcast_from_main(val_loss, device)
         _check_finite(val_loss, "validation", phase, epoch, state, checkpoint)
         lr = optimizer.param_groups[0]["lr"]
         row = {"phase": phase, "epoch": epoch, "loss": loss, "val_loss": val_loss, "lr": lr}
         row["seconds"] = round(time.perf_counter() - started, 3)
+        row["settings"] = state["settings"]
         state["rows"].append(row)
         if val_loss < state["best_val"]:
             state.update(best_val=val_loss, best_epoch=epoch, bad_epochs=0)
@@ -143,6 +157,18 @@ def fit(
     return state["rows"]
 
 
+def _choose(model, val: TrainingData, batch_size: int, precision, layout, device, phase) -> TrainingSettings:
+    """The settings to train with: measured on rank 0 (a batch of the validation set has the phase's shape)."""
+    options = candidates(precision, layout)
+    index = 0
+    if len(options) > 1 and distributed.is_main():
+        x, y = val.x[:batch_size], val.y[:batch_size]
+        with distributed.alone():  # the timed steps' loss must not wait for the other processes
+            chosen = choose_settings(model, x, y, precision, layout, device, phase, announce=tqdm.write)
+        index = options.index(chosen)
+    return options[int(distributed.broadcast_from_main(float(index), device))]
+
+
 def _check_finite(loss: float, kind: str, phase: str, epoch: int, state: dict, checkpoint: Path) -> None:
     """Stop on a NaN or infinite loss: the weights are ruined, and the checkpoint still holds the last good ones."""
     if math.isfinite(loss):
@@ -153,7 +179,7 @@ def _check_finite(loss: float, kind: str, phase: str, epoch: int, state: dict, c
     )
 
 
-def _train_epoch(model, optimizer, data, batch_size, generator, augmentation, precision, device, label, quiet) -> float:
+def _train_epoch(model, optimizer, data, batch_size, generator, augmentation, settings, device, label, quiet) -> float:
     model.train()
     order = torch.randperm(len(data), generator=generator)
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
@@ -164,9 +190,9 @@ def _train_epoch(model, optimizer, data, batch_size, generator, augmentation, pr
         x, y = data.x[index], data.y[index]
         if augmentation is not None:
             x, y = augment(x, y, generator, augmentation)
-        x = distributed.shard(x).to(device, memory_format=torch.channels_last)
+        x = distributed.shard(x).to(device, memory_format=settings.memory_format)
         y = distributed.shard(y).to(device)
-        with autocast(precision, device):
+        with autocast(settings.precision, device):
             logits = model(x)
         loss = bce_dice_loss(logits, y)
         optimizer.zero_grad(set_to_none=True)
@@ -179,12 +205,15 @@ def _train_epoch(model, optimizer, data, batch_size, generator, augmentation, pr
 
 
 @torch.inference_mode()
-def validation_loss(model, data: TrainingData, batch_size: int, precision: str, device="cpu") -> float:
+def validation_loss(
+    model, data: TrainingData, batch_size: int, settings: TrainingSettings | None = None, device="cpu"
+) -> float:
+    settings = settings or TrainingSettings()
     model.eval()
     total = 0.0
     for start in range(0, len(data), batch_size):
-        x = data.x[start : start + batch_size].to(device, memory_format=torch.channels_last)
-        with autocast(precision, device):
+        x = data.x[start : start + batch_size].to(device, memory_format=settings.memory_format)
+        with autocast(settings.precision, device):
             logits = model(x)
         y = data.y[start : start + batch_size].to(device)
         total += _local_loss(logits, y).item() * len(x)

@@ -4,7 +4,8 @@ Why measure rather than rule: bfloat16 autocast with channels-last halves traini
 AMD EPYC and is slower than float32 on a 2-core Intel Xeon of the same kind (docs/benchmarks.md), and
 the ranking changes with the network and the batch's shape. So before a phase trains, a few training
 steps (forward, backward, optimiser step) of each candidate run on a copy of the network and a batch of
-the phase's shape, in alternating rounds (a busy machine slows all alike); the fastest is kept.
+the phase's shape, in alternating rounds (a busy machine slows all alike); candidates far behind after
+the first round drop out, and the lowest median of the rest is kept.
 
 Accuracy: bfloat16 autocast is mixed precision (weights, gradients and the optimiser's state stay
 float32; only the convolutions' inputs are rounded), and the paper's three networks reproduce the
@@ -30,8 +31,11 @@ from patch2image.training.loss import bce_dice_loss
 
 CHOICES_FILE = "training-choice.json"
 LAYOUTS = ("channels_last", "contiguous")
-ROUNDS = 3
-"""Timed steps of each candidate, after one untimed step (kernel selection, allocations)."""
+ROUNDS = 5
+"""Timed steps of each candidate, after one untimed step (kernel selection, allocations): the median
+of five holds against a busy machine's noise where three did not (docs/benchmarks.md)."""
+OUT_OF_RACE = 1.5
+"""After the first timed round, candidates this many times slower than the fastest are timed no more."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,8 @@ def choose_settings(
         return chosen
     seconds = _time_steps(model, x, y, options, device)
     medians = {str(o): round(float(np.median(s)), 4) for o, s in zip(options, seconds, strict=True)}
-    chosen = min(options, key=lambda o: medians[str(o)])
+    finalists = [o for o, s in zip(options, seconds, strict=True) if len(s) == ROUNDS]
+    chosen = min(finalists, key=lambda o: medians[str(o)])
     entry = {"choice": asdict(chosen), "seconds_per_step": medians, "measured": time.strftime("%Y-%m-%d %H:%M")}
     kept = update_json(CHOICES_FILE, key, entry)
     where = f"kept in {cache_dir() / CHOICES_FILE}" if kept else "not kept: the cache folder is not writable"
@@ -108,12 +113,16 @@ def _time_steps(model, x, y, options: list[TrainingSettings], device) -> list[li
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         copies = [copy.deepcopy(model).to(device, memory_format=o.memory_format).train() for o in options]
         optimisers = [torch.optim.Adadelta(m.parameters()) for m in copies]
+        racing = list(range(len(options)))
         for round_ in range(ROUNDS + 1):
-            for i, option in enumerate(options):
+            for i in racing:
                 started = time.perf_counter()
-                _step(copies[i], optimisers[i], x, y, option, device)
+                _step(copies[i], optimisers[i], x, y, options[i], device)
                 if round_:  # the first round pays for kernel selection and allocations
                     seconds[i].append(time.perf_counter() - started)
+            if round_ == 1:
+                best = min(seconds[i][-1] for i in racing)
+                racing = [i for i in racing if seconds[i][-1] <= OUT_OF_RACE * best]
     return seconds
 
 

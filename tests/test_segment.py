@@ -263,10 +263,10 @@ CRASH_SIZE = (13, 17)
 class CrashingSegmenter(Segmenter):
     """Kills the worker process that prepares a 13x17 photograph, as a decoder crash or the OOM killer would."""
 
-    def prepare(self, rgb):
+    def prepare(self, rgb, fov=None):
         if rgb.shape[:2] == CRASH_SIZE and multiprocessing.parent_process() is not None:
             os._exit(3)
-        return super().prepare(rgb)
+        return super().prepare(rgb, fov)
 
 
 def test_a_dead_worker_fails_only_the_files_in_flight(model, tmp_path):

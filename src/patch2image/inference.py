@@ -333,7 +333,10 @@ TRAINING_SIZE = "training"
 
 
 def working_size(
-    rgb: np.ndarray, metadata: WeightsMetadata | dict, size: tuple[int, int] | str | None = None
+    rgb: np.ndarray,
+    metadata: WeightsMetadata | dict,
+    size: tuple[int, int] | str | None = None,
+    fov: np.ndarray | None = None,
 ) -> tuple[tuple[int, int], str]:
     """The size at which a photograph is segmented: the model's training scale, by a documented rule.
 
@@ -360,6 +363,8 @@ def working_size(
         ``metadata["input_size"]`` exactly, whatever the aspect ratio, as training resizes its test
         images before scoring them; use it to score weights on the dataset they were trained on
         (``patch2image evaluate`` does). ``(height, width)``: that size, rounded to the divisor.
+    fov : ndarray of shape (H, W), bool, optional
+        The photograph's field-of-view mask, when the caller has it already (else computed here).
 
     Returns
     -------
@@ -392,7 +397,7 @@ def working_size(
     if model_diameter:
         from patch2image.data import field_of_view_mask, fov_diameter
 
-        mask = field_of_view_mask(rgb)
+        mask = field_of_view_mask(rgb) if fov is None else fov
         diameter = float(fov_diameter(mask))
         # An all-True mask means no dark surround was found: the width says nothing about the eye.
         if not mask.all() and math.isfinite(diameter) and diameter >= 16:
@@ -485,12 +490,13 @@ class Segmenter:
     # The three steps of __call__, apart so that a batch command can run ``prepare`` and ``finish`` in
     # other processes while this one runs the network (``patch2image segment --workers``).
 
-    def prepare(self, rgb: np.ndarray) -> np.ndarray:
+    def prepare(self, rgb: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray:
         """(H, W, 3) uint8 RGB -> the network's input: pre-processed grey at :func:`working_size`.
 
-        Uses only the metadata, never the model, so it runs as well on a copy whose ``model`` is None.
+        ``fov``: the photograph's field-of-view mask, when the caller has it already. Uses only the
+        metadata, never the model, so it runs as well on a copy whose ``model`` is None.
         """
-        size, _ = working_size(rgb, self.metadata, self.size)
+        size, _ = working_size(rgb, self.metadata, self.size, fov)
         return self.preprocessing(resize(rgb, size))
 
     def predict(self, grey: np.ndarray) -> np.ndarray:

@@ -287,21 +287,24 @@ def disc_table(measured: "Measured") -> str:
     return "\n".join(lines) + "\n"
 
 
-def inside_field_of_view(prob: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+def inside_field_of_view(prob: np.ndarray, rgb: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray:
     """``prob`` set to 0 outside the photograph's field of view, where there is no retina to find vessels in.
 
-    A photograph without a dark surround (a crop inside the eye) is left as it is.
+    ``fov``: the photograph's field-of-view mask, when the caller has it already. A photograph without a
+    dark surround (a crop inside the eye) is left as it is.
     """
     from patch2image.data import field_of_view_mask
 
-    fov = field_of_view_mask(rgb)
+    fov = field_of_view_mask(rgb) if fov is None else fov
     return prob if fov.all() else np.where(fov, prob, 0).astype(prob.dtype, copy=False)
 
 
-def write_outputs(out_dir: Path, stem: str, rgb: np.ndarray, prob: np.ndarray, outputs: Outputs) -> dict | None:
+def write_outputs(
+    out_dir: Path, stem: str, rgb: np.ndarray, prob: np.ndarray, outputs: Outputs, fov: np.ndarray | None = None
+) -> dict | None:
     """``stem_prob.png``, ``stem_mask.png`` and ``stem_overlay.png`` in ``out_dir``; the disc's measurement."""
     if outputs.inside_fov:
-        prob = inside_field_of_view(prob, rgb)
+        prob = inside_field_of_view(prob, rgb, fov)
     mask = prob >= outputs.threshold
     optic_disc = outputs.task == "optic_disc"
     if optic_disc and outputs.largest_region:
@@ -315,17 +318,23 @@ def write_outputs(out_dir: Path, stem: str, rgb: np.ndarray, prob: np.ndarray, o
 # --------------------------------------------------------------------------- the two halves around the network
 
 
-def prepare_file(path: Path, preparer: Segmenter) -> tuple[np.ndarray, np.ndarray]:
-    """Read a photograph: (its RGB, the network's input). ``preparer.model`` is not used."""
-    from patch2image.data import read_image
+def prepare_file(path: Path, preparer: Segmenter) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read a photograph: (its RGB, its field-of-view mask, the network's input). ``preparer.model`` is not used.
+
+    The mask is found once here for both its uses: the working scale and clearing outside the eye.
+    """
+    from patch2image.data import field_of_view_mask, read_image
 
     rgb = read_image(path)
-    return rgb, preparer.prepare(rgb)
+    fov = field_of_view_mask(rgb)
+    return rgb, fov, preparer.prepare(rgb, fov)
 
 
-def finish_file(out_dir: Path, stem: str, rgb: np.ndarray, prob: np.ndarray, outputs: Outputs) -> dict | None:
+def finish_file(
+    out_dir: Path, stem: str, rgb: np.ndarray, fov: np.ndarray, prob: np.ndarray, outputs: Outputs
+) -> dict | None:
     """Bring the network's probabilities back to the photograph's size and write the three outputs."""
-    return write_outputs(out_dir, stem, rgb, Segmenter.finish(prob, rgb.shape[:2]), outputs)
+    return write_outputs(out_dir, stem, rgb, Segmenter.finish(prob, rgb.shape[:2]), outputs, fov)
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -513,8 +522,8 @@ def segment_files(
         if workers <= 0:
             for path in files:
                 try:
-                    rgb, grey = prepare_file(path, segmenter)
-                    found = finish_file(out_dir, output_stem(path), rgb, segmenter.predict(grey), outputs)
+                    rgb, fov, grey = prepare_file(path, segmenter)
+                    found = finish_file(out_dir, output_stem(path), rgb, fov, segmenter.predict(grey), outputs)
                 except Exception as exc:  # one bad file must not stop the others; KeyboardInterrupt still does
                     report(path, exc)
                 else:
@@ -546,15 +555,15 @@ def _segment_in_workers(files, segmenter: Segmenter, out_dir: Path, outputs, rep
             path, future = reading.popleft()
             read_next()  # before waiting, so a worker reads ahead while the network runs
             try:
-                rgb, grey = future.result()
+                rgb, fov, grey = future.result()
                 prob = segmenter.predict(grey)
             except Exception as exc:
                 # Queued with the writes, so that files are reported in input order whatever finishes first.
                 done = Future()
                 done.set_exception(exc)
             else:
-                done = pool.submit(finish_file, out_dir, output_stem(path), rgb, prob, outputs)
-                del rgb, grey, prob  # only the pending task holds them now, until a worker takes it
+                done = pool.submit(finish_file, out_dir, output_stem(path), rgb, fov, prob, outputs)
+                del rgb, fov, grey, prob  # only the pending task holds them now, until a worker takes it
             writing.append((path, done))
             while len(writing) > workers:
                 _collect(*writing.popleft(), report, measured)

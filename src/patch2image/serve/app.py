@@ -51,7 +51,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from patch2image.data import read_image
+from patch2image.data import field_of_view_mask, read_image
 from patch2image.data.io import write_png
 from patch2image.errors import UserError
 from patch2image.inference import Segmenter, working_size
@@ -306,11 +306,13 @@ class ServeState:
                 self._check_pixels(filename, data)
                 rgb = self._read(upload, filename)
                 segmenter = entry.segmenter
-                self._check_working_size(filename, rgb, segmenter)
-                grey = segmenter.prepare(rgb)
+                fov = field_of_view_mask(rgb)  # once, for the working scale and for clearing outside the eye
+                self._check_working_size(filename, rgb, segmenter, fov)
+                grey = segmenter.prepare(rgb, fov)
                 with entry.lock:
                     raw = segmenter.predict(grey)
-                prob = inside_field_of_view(Segmenter.finish(raw, rgb.shape[:2]).astype(np.float32, copy=False), rgb)
+                prob = Segmenter.finish(raw, rgb.shape[:2]).astype(np.float32, copy=False)
+                prob = inside_field_of_view(prob, rgb, fov)
                 seconds = time.perf_counter() - started
                 upload.unlink()
                 np.save(folder / "prob.npy", prob)
@@ -354,10 +356,10 @@ class ServeState:
                 f"this server accepts at most {self.max_megapixels:g} megapixels"
             )
 
-    def _check_working_size(self, filename: str, rgb: np.ndarray, segmenter: Segmenter) -> None:
+    def _check_working_size(self, filename: str, rgb: np.ndarray, segmenter: Segmenter, fov: np.ndarray) -> None:
         """Refuse a photograph the scale rule would enlarge past the pixel limit (an image that is no fundus
         photograph can seem to hold a tiny field of view), rather than keep the server busy for minutes."""
-        (height, width), rule = working_size(rgb, segmenter.metadata, segmenter.size)
+        (height, width), rule = working_size(rgb, segmenter.metadata, segmenter.size, fov)
         if width * height > self.max_megapixels * 1e6:
             raise _TooLarge(
                 f"{filename}: the model would segment it at {width}x{height} = {width * height / 1e6:.3g} megapixels "

@@ -97,7 +97,7 @@ def choose_settings(
         announce(f"{label} training settings auto: {chosen} (measured earlier; {_seconds(remembered)})")
         return chosen
     seconds = _time_steps(model, x, y, options, device)
-    medians = {str(o): round(float(np.median(s)), 4) for o, s in zip(options, seconds, strict=True)}
+    medians = {str(o): round(float(np.median(s)), 4) for o, s in zip(options, seconds, strict=True) if s}
     finalists = [o for o, s in zip(options, seconds, strict=True) if len(s) == ROUNDS]
     chosen = min(finalists, key=lambda o: medians[str(o)])
     entry = {"choice": asdict(chosen), "seconds_per_step": medians, "measured": time.strftime("%Y-%m-%d %H:%M")}
@@ -113,13 +113,21 @@ def _time_steps(model, x, y, options: list[TrainingSettings], device) -> list[li
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         copies = [copy.deepcopy(model).to(device, memory_format=o.memory_format).train() for o in options]
         optimisers = [torch.optim.Adadelta(m.parameters()) for m in copies]
-        racing = list(range(len(options)))
-        for round_ in range(ROUNDS + 1):
+        racing, failure = [], None
+        for i, option in enumerate(options):  # untimed: kernel selection and allocations
+            try:
+                _step(copies[i], optimisers[i], x, y, option, device)
+            except RuntimeError as exc:  # a precision this device cannot run (bf16 on an old GPU)
+                failure = exc
+                continue
+            racing.append(i)
+        if not racing:
+            raise failure
+        for round_ in range(1, ROUNDS + 1):
             for i in racing:
                 started = time.perf_counter()
                 _step(copies[i], optimisers[i], x, y, options[i], device)
-                if round_:  # the first round pays for kernel selection and allocations
-                    seconds[i].append(time.perf_counter() - started)
+                seconds[i].append(time.perf_counter() - started)
             if round_ == 1:
                 best = min(seconds[i][-1] for i in racing)
                 racing = [i for i in racing if seconds[i][-1] <= OUT_OF_RACE * best]

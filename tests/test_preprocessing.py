@@ -39,6 +39,15 @@ def test_gamma_darkens_mid_tones():
     assert grey.mean() < flat.mean()
 
 
+def test_green_channel_is_the_green_channel_processed_as_grey(photo):
+    green = Preprocessing(channel="green")(photo)
+    grey_green = Preprocessing()(np.repeat(photo[..., 1:2], 3, axis=2))  # luma of (g, g, g) is g
+    assert np.abs(green - grey_green).mean() < 1e-3
+    assert np.abs(green - Preprocessing()(photo)).mean() > 0.01
+    with pytest.raises(UserError, match="preprocessing.channel"):
+        Preprocessing(channel="red")
+
+
 def test_unknown_order_is_refused():
     with pytest.raises(UserError, match="order"):
         Preprocessing(order="gamma-only")

@@ -4,8 +4,9 @@ Why measure rather than rule: bfloat16 autocast with channels-last halves traini
 AMD EPYC and is slower than float32 on a 2-core Intel Xeon of the same kind (docs/benchmarks.md), and
 the ranking changes with the network and the batch's shape. So before a phase trains, a few training
 steps (forward, backward, optimiser step) of each candidate run on a copy of the network and a batch of
-the phase's shape, in alternating rounds (a busy machine slows all alike); candidates far behind after
-the first round drop out, and the lowest median of the rest is kept.
+the phase's shape, in alternating rounds (a busy machine slows all alike) of at least a quarter of a
+second each; candidates far behind after the first round drop out, and the lowest median of the rest
+is kept.
 
 Accuracy: bfloat16 autocast is mixed precision (weights, gradients and the optimiser's state stay
 float32; only the convolutions' inputs are rounded), and the paper's three networks reproduce the
@@ -18,6 +19,7 @@ threads, network, batch shape and PyTorch's version: later runs on the machine m
 """
 
 import copy
+import math
 import time
 from dataclasses import asdict, dataclass
 
@@ -34,6 +36,9 @@ LAYOUTS = ("channels_last", "contiguous")
 ROUNDS = 5
 """Timed steps of each candidate, after one untimed step (kernel selection, allocations): the median
 of five holds against a busy machine's noise where three did not (docs/benchmarks.md)."""
+ROUND_SECONDS = 0.25
+"""A round runs each candidate for at least about this long (several steps when steps are short): single
+steps of a few tens of milliseconds are at the mercy of the scheduler on a busy machine."""
 OUT_OF_RACE = 1.5
 """After the first timed round, candidates this many times slower than the fastest are timed no more."""
 
@@ -123,14 +128,17 @@ def _time_steps(model, x, y, options: list[TrainingSettings], device) -> list[li
             racing.append(i)
         if not racing:
             raise failure
+        steps = 1
         for round_ in range(1, ROUNDS + 1):
             for i in racing:
                 started = time.perf_counter()
-                _step(copies[i], optimisers[i], x, y, options[i], device)
-                seconds[i].append(time.perf_counter() - started)
+                for _ in range(steps):
+                    _step(copies[i], optimisers[i], x, y, options[i], device)
+                seconds[i].append((time.perf_counter() - started) / steps)
             if round_ == 1:
                 best = min(seconds[i][-1] for i in racing)
                 racing = [i for i in racing if seconds[i][-1] <= OUT_OF_RACE * best]
+                steps = max(1, math.ceil(ROUND_SECONDS / best))
     return seconds
 
 

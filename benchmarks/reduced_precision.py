@@ -14,7 +14,7 @@ PyTorch's autocast), and seconds per forward pass at the training size, the runn
 
     .venv/bin/python benchmarks/reduced_precision.py [--model drive-mini-unet] [--method MinMax]
 
-Writes ``benchmarks/results/reduced_precision-MODEL.json``. The issue's bar for offering int8 (applied to
+Writes ``benchmarks/results/reduced_precision-MODEL.json``. The bar for offering int8 (applied to
 bf16 as well): at most 0.001 AUC and 0.003 Dice lost against float32.
 """
 

@@ -40,7 +40,7 @@ from segmentation_time import DRIVE_TEST, ROOT, run_command
 REFERENCE = ROOT.parent / "shared" / "bench" / "ref_segment.py"
 JSON_OUT = ROOT / "benchmarks" / "results" / "segment_vs_reference.json"
 GOALS = {"mini-unet": 0.5, "light": 0.6}
-"""The issue's goals: patch2image's wall time at most this fraction of the reference's."""
+"""The goals: patch2image's wall time at most this fraction of the reference's."""
 
 
 def timed(command: list[str], out: Path, env: dict | None = None) -> tuple[float, str]:

@@ -54,7 +54,7 @@ PAPER = {
     "mini-unet": {"cpu_image": 0.84, "cpu_patch": 186.0, "gpu_image": 0.10, "gpu_patch": 11.34},
     "dense": {"cpu_image": 4.69, "cpu_patch": 1200.0, "gpu_image": 0.24, "gpu_patch": 71.47},
 }
-# The goals for image level on 2 cores, seconds per image.
+# The project's goals for image level on 2 cores, seconds per image.
 GOALS = {"light": 0.05, "mini-unet": 0.30, "dense": 1.5}
 LABELS = {"light": "Light", "mini-unet": "Mini-Unet", "dense": "Dense"}
 # What a DRIVE-trained model's metadata records (experiment.py): the paper's size (datasets/README.md) and
@@ -312,7 +312,7 @@ def markdown_section(results: dict) -> str:
                 f" ({_threads(row['threads'])})"
             )
     if goals:
-        lines.append("- the issue's goal for image level on 2 cores, met by: " + "; ".join(goals) + ".")
+        lines.append("- the project's goal for image level on 2 cores, met by: " + "; ".join(goals) + ".")
     differences = [
         f"{LABELS.get(n, n)} max {r['bf16_vs_fp32']['max_abs']:g}, mean {r['bf16_vs_fp32']['mean_abs']:g}"
         for n in networks

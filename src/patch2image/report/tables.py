@@ -103,6 +103,13 @@ def results_table(section: Section, protocol: str, aggregation: str) -> Table:
     return table
 
 
+def _scored(group, protocol: str) -> str:
+    """``12 test images, 3 cross-validation folds merged`` (or ``4 test images``) for one network."""
+    images = max((len(r[protocol]["images"]) for r in group.results.values() if protocol in r), default=0)
+    folds = len(group.runs)
+    return f"{images} test images" + (f", {folds} cross-validation folds merged" if folds > 1 else "")
+
+
 def protocol_title(protocol: str) -> str:
     return {"whole": "whole image", "fov": "inside the FOV"}[protocol]
 
@@ -113,14 +120,16 @@ def aggregation_title(aggregation: str) -> str:
 
 def _caption(section: Section, protocol: str, aggregation: str, with_paper: bool) -> str:
     results = [r[protocol] for g in section.groups for r in g.results.values() if protocol in r]
-    images = max((len(r["images"]) for r in results), default=0)
     thresholds = {r.get("threshold") for r in results}
     threshold = f"threshold {thresholds.pop():g}" if len(thresholds) == 1 and None not in thresholds else None
-    folds = max((len(g.runs) for g in section.groups), default=1)
+    scored = {network_label(g.network): _scored(g, protocol) for g in section.groups}
+    if len(set(scored.values())) <= 1:
+        extent = next(iter(scored.values()), "0 test images")
+    else:  # the networks were run on different folds: say which covers what
+        extent = "; ".join(f"{network}: {what}" for network, what in scored.items())
     parts = [
         f"Scored {PROTOCOL_LABELS[protocol]}, {threshold or 'thresholds chosen on the validation images'}, "
-        f"{AGGREGATION_LABELS[aggregation]}; {images} test images"
-        + (f", {folds} cross-validation folds merged." if folds > 1 else ".")
+        f"{AGGREGATION_LABELS[aggregation]}; {extent}."
     ]
     if with_paper:
         parts.append(

@@ -439,12 +439,18 @@ class Terminated(SystemExit):
         super().__init__(128 + signal.SIGTERM)
 
 
+_TERMINATION = threading.Event()
+
+
 @contextlib.contextmanager
 def _sigterm_raises_terminated():
     """Turn SIGTERM into :class:`Terminated` while segmenting, so that the workers are stopped first.
 
-    Only in the main thread, and only where nobody handles SIGTERM already (a server embedding this).
-    A second SIGTERM ends the process at once.
+    The handler only takes note; :func:`_stop_if_terminated` raises between images. Raising from the
+    handler itself could unwind through a network pass in flight (OpenVINO's, onnxruntime's threads
+    still at work), which crashed the process (SIGSEGV) instead of stopping it. Only in the main
+    thread, and only where nobody handles SIGTERM already (a server embedding this). A second SIGTERM
+    ends the process at once.
     """
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
         yield
@@ -452,13 +458,21 @@ def _sigterm_raises_terminated():
 
     def terminated(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        raise Terminated()
+        _TERMINATION.set()
 
+    _TERMINATION.clear()
     signal.signal(signal.SIGTERM, terminated)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _TERMINATION.clear()
+
+
+def _stop_if_terminated() -> None:
+    """Raise :class:`Terminated` if SIGTERM arrived: called between images, where nothing is in flight."""
+    if _TERMINATION.is_set():
+        raise Terminated()
 
 
 class _Workers:
@@ -521,6 +535,7 @@ def segment_files(
     with _sigterm_raises_terminated():
         if workers <= 0:
             for path in files:
+                _stop_if_terminated()
                 try:
                     rgb, fov, grey = prepare_file(path, segmenter)
                     found = finish_file(out_dir, output_stem(path), rgb, fov, segmenter.predict(grey), outputs)
@@ -552,10 +567,11 @@ def _segment_in_workers(files, segmenter: Segmenter, out_dir: Path, outputs, rep
         for _ in range(workers):
             read_next()
         while reading:
+            _stop_if_terminated()
             path, future = reading.popleft()
             read_next()  # before waiting, so a worker reads ahead while the network runs
             try:
-                rgb, fov, grey = future.result()
+                rgb, fov, grey = _result(future)
                 prob = segmenter.predict(grey)
             except Exception as exc:
                 # Queued with the writes, so that files are reported in input order whatever finishes first.
@@ -568,6 +584,7 @@ def _segment_in_workers(files, segmenter: Segmenter, out_dir: Path, outputs, rep
             while len(writing) > workers:
                 _collect(*writing.popleft(), report, measured)
         while writing:
+            _stop_if_terminated()
             _collect(*writing.popleft(), report, measured)
     except Terminated:
         pool.terminate(out_dir)
@@ -576,9 +593,18 @@ def _segment_in_workers(files, segmenter: Segmenter, out_dir: Path, outputs, rep
         pool.shutdown()
 
 
+def _result(future: Future):
+    """The future's result, waiting in short steps so that SIGTERM is noticed while a worker is busy."""
+    while True:
+        try:
+            return future.result(timeout=0.1)
+        except TimeoutError:
+            _stop_if_terminated()
+
+
 def _collect(path: Path, future: Future, report: Report, measured: Measured) -> None:
     try:
-        found = future.result()
+        found = _result(future)
     except Exception as exc:
         report(path, exc)
     else:

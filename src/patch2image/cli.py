@@ -530,9 +530,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = args.run(args)
         if code == 143 and argv is None:  # SIGTERM, from the command line: cleaned up, outputs settled
-            # End as SIGTERM would have, without the interpreter's teardown: under load it could crash
-            # (exit -11) while the stopped worker pool's threads were still unwinding. The pool is
-            # collected first, so that its semaphores are released (else the resource tracker warns).
+            # End as SIGTERM would have, without the interpreter's teardown of the stopped worker pool and
+            # the runtimes' thread pools: nothing is left to write. The pool is collected first, so that its
+            # semaphores are released (else the resource tracker warns).
             gc.collect()
             sys.stdout.flush()
             sys.stderr.flush()

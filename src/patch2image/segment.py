@@ -446,11 +446,10 @@ _TERMINATION = threading.Event()
 def _sigterm_raises_terminated():
     """Turn SIGTERM into :class:`Terminated` while segmenting, so that the workers are stopped first.
 
-    The handler only takes note; :func:`_stop_if_terminated` raises between images. Raising from the
-    handler itself could unwind through a network pass in flight (OpenVINO's, onnxruntime's threads
-    still at work), which crashed the process (SIGSEGV) instead of stopping it. Only in the main
-    thread, and only where nobody handles SIGTERM already (a server embedding this). A second SIGTERM
-    ends the process at once.
+    The handler only takes note; :func:`_stop_if_terminated` raises between images, so that the
+    exception never unwinds through a network pass in flight (a runtime's threads still at work). Only
+    in the main thread, and only where nobody handles SIGTERM already (a server embedding this). A
+    second SIGTERM ends the process at once.
     """
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
         yield

@@ -124,6 +124,15 @@ def test_auto_exports_only_when_it_can_pay_back(fresh_cache):
     assert read_json("backend-choice.json") == {}  # a choice made without trying all is not kept
 
 
+def test_auto_tries_both_layouts_in_pytorch_and_they_agree(fresh_cache):
+    model, _, _ = load_backend("drive-light", "torch", precision="auto")
+    assert set(model.factories) == {"torch", "torch contiguous", "torch bf16", "torch bf16 contiguous"}
+    x = torch.rand(1, 1, 64, 96)
+    last, contiguous = model.factories["torch"](), model.factories["torch contiguous"]()
+    assert torch.allclose(last.probabilities(x), contiguous.probabilities(x), atol=1e-5)
+    assert last.probabilities(x).shape == (1, 1, 64, 96)
+
+
 def test_size_classes_round_sides_to_64():
     assert size_class((1, 1, 588, 572)) == size_class((1, 1, 592, 568)) == (1, 576, 576)
     assert size_class((2, 1, 20, 700)) == (2, 64, 704)
@@ -136,4 +145,4 @@ def test_without_openvino_auto_leaves_it_out_and_openvino_says_why(monkeypatch, 
     with pytest.raises(UserError, match="openvino is not installed"):
         OpenVinoModel(b"")
     model, _, backend = load_backend("drive-light", "auto")
-    assert backend == "auto" and set(model.factories) == {"torch", "onnxruntime"}
+    assert backend == "auto" and set(model.factories) == {"torch", "torch contiguous", "onnxruntime"}

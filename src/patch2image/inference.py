@@ -54,18 +54,19 @@ DEFAULT_BATCH_SIZE = 256
 
 
 class TorchProbabilities:
-    """A logits network as a probability function: eval mode, no autograd, channels_last, optional bf16."""
+    """A logits network as a probability function: eval mode, no autograd, channels-last (by default), optional bf16."""
 
-    def __init__(self, model: nn.Module, precision: str = "fp32"):
+    def __init__(self, model: nn.Module, precision: str = "fp32", memory_format=torch.channels_last):
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         self.model = model
         self.precision = precision
+        self.memory_format = memory_format
         parameter = next(model.parameters(), None)
         self.device = parameter.device if parameter is not None else torch.device("cpu")
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device).contiguous(memory_format=torch.channels_last)
+        x = x.to(self.device).contiguous(memory_format=self.memory_format)
         with autocast(self.precision, self.device):
             logits = self.model(x)
         return torch.sigmoid(logits.float()).cpu()

@@ -30,9 +30,14 @@ def _is_onnx(name_or_path: str | Path) -> bool:
     return str(name_or_path).lower().endswith(".onnx")
 
 
-def candidate_name(backend: str, precision: str) -> str:
-    """``openvino``, ``openvino bf16``: float32 goes without saying."""
-    return backend if precision == "fp32" else f"{backend} {precision}"
+LAYOUTS = {"torch": ("channels_last", "contiguous")}
+"""Memory layouts ``auto`` tries per backend; the others choose their own."""
+
+
+def candidate_name(backend: str, precision: str, layout: str = "channels_last") -> str:
+    """``openvino``, ``openvino bf16``, ``torch bf16 contiguous``: float32 and channels-last go without saying."""
+    parts = [backend, "" if precision == "fp32" else precision, "" if layout == "channels_last" else layout]
+    return " ".join(part for part in parts if part)
 
 
 def load_backend(
@@ -84,9 +89,10 @@ def load_backend(
         backends.remove("openvino")
     precisions = ("fp32", "bf16") if precision == "auto" else (precision,)
     factories = {
-        candidate_name(b, p): functools.partial(source.build, b, p)
+        candidate_name(b, p, m): functools.partial(source.build, b, p, layout=m)
         for b in backends
         for p in precisions
+        for m in LAYOUTS.get(b, ("channels_last",))
         if not (b == "onnxruntime" and p == "bf16")
     }
     slow = set() if source.exported() else {n for n in factories if not n.startswith("torch")}
@@ -105,7 +111,7 @@ class _OnnxFile:
         self.data, self.name = read_onnx(path)
         self.threads = threads
 
-    def build(self, backend: str, precision: str, raw: bool = False):
+    def build(self, backend: str, precision: str, raw: bool = False, layout: str = "channels_last"):
         from patch2image.runtime.export import OnnxModel
         from patch2image.runtime.openvino_model import OpenVinoModel
 
@@ -134,8 +140,12 @@ class _Weights:
         self.model, self._metadata = load_model(self.path, network)
         self.threads = threads
 
-    def build(self, backend: str, precision: str, raw: bool = False):
-        """The runner; with ``raw``, PyTorch's is the network itself (the caller applies ``precision``)."""
+    def build(self, backend: str, precision: str, raw: bool = False, layout: str = "channels_last"):
+        """The runner; with ``raw``, PyTorch's is the network itself (the caller applies ``precision``).
+
+        ``layout`` (PyTorch only): ``channels_last`` or ``contiguous``; the latter runs a copy of the
+        network, since a module has one layout at a time and ``auto`` may hold both runners.
+        """
         from patch2image.inference import TorchProbabilities
         from patch2image.runtime.export import OnnxModel
         from patch2image.runtime.openvino_model import OpenVinoModel
@@ -143,8 +153,13 @@ class _Weights:
         if backend == "torch":
             if raw:
                 return self.model
+            import copy
+
             import torch
 
+            if layout == "contiguous":
+                model = copy.deepcopy(self.model).eval().to(memory_format=torch.contiguous_format)
+                return TorchProbabilities(model, precision, torch.contiguous_format)
             return TorchProbabilities(self.model.eval().to(memory_format=torch.channels_last), precision)
         if backend == "onnxruntime":
             return OnnxModel(self._onnx(), self.threads)

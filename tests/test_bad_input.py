@@ -375,6 +375,14 @@ CONFIGS = [
     ),
     pytest.param(_smoke(dataset={"kind": "drive"}), "dataset.path: required for dataset kind drive", id="no-path"),
     pytest.param(
+        _smoke(**{"preprocessing.channel": "blue"}), "preprocessing.channel: 'blue' is not one of", id="bad-channel"
+    ),
+    pytest.param(
+        _smoke(network_args={"in_channels": 3}),
+        "network_args.in_channels: 3, but preprocessing.channel luma gives 1",
+        id="in-channels-against-the-preprocessing",
+    ),
+    pytest.param(
         _smoke(dataset={"kind": "stare", "path": "{datasets}/STARE", "fold": 9}),
         "dataset.fold: fold 9 does not exist for stare (folds 1-5)",
         id="stare-fold-9",

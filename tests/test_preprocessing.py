@@ -48,6 +48,19 @@ def test_green_channel_is_the_green_channel_processed_as_grey(photo):
         Preprocessing(channel="red")
 
 
+@pytest.mark.parametrize("settings", [{}, {"order": "gamma-clahe", "gamma": 1.2}, {"clahe": "skimage"}])
+def test_rgb_is_each_colour_channel_processed_as_the_green_one_is(photo, settings):
+    colour = Preprocessing(channel="rgb", **settings)(photo)
+    assert colour.shape == (3, *photo.shape[:2]) and colour.dtype == np.float32
+    assert Preprocessing(channel="rgb").channels == 3 and Preprocessing(channel="green").channels == 1
+    for c in range(3):
+        order = [0, 1, 2]
+        order[1], order[c] = c, 1  # channel c where green was: the same values, so the same first rescaling
+        expected = Preprocessing(channel="green", **settings)(np.ascontiguousarray(photo[..., order]))
+        np.testing.assert_array_equal(colour[c], expected)
+    assert np.abs(colour[0] - colour[1]).mean() > 0.01  # the channels differ: each was enhanced on its own
+
+
 def test_unknown_order_is_refused():
     with pytest.raises(UserError, match="order"):
         Preprocessing(order="gamma-only")

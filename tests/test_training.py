@@ -127,7 +127,7 @@ def test_threshold_validation_scores_at_the_dice_best_threshold_of_the_validatio
     loaded = load_config(config)
     _, val, _, _ = prepare_data(loaded, out)
     model, _ = load_model(out / "patch.safetensors")
-    expected = best_dice_threshold([predict_image(model, grey) for grey in val.grey], list(val.label))
+    expected = best_dice_threshold([predict_image(model, image) for image in val.inputs], list(val.label))
     result = json.loads((out / "metrics" / "frozen.json").read_text())
     assert result["whole"]["threshold"] == result["fov"]["threshold"] == pytest.approx(expected)
     assert expected != 0.5

@@ -401,13 +401,13 @@ def _export_int8(model, metadata, args) -> int:
     if problems:
         raise UserError(problems[0])
     preparer = Segmenter(None, metadata)
-    greys = [preparer.prepare(read_image(path)) for path in files]
-    data = quantise_onnx(onnx_bytes(model, metadata, args.opset), greys)
+    inputs = [preparer.prepare(read_image(path)) for path in files]
+    data = quantise_onnx(onnx_bytes(model, metadata, args.opset), inputs)
     with atomic_write(args.onnx) as tmp:
         Path(tmp).write_bytes(data)
-    difference = np.abs(predict_image(OnnxModel(data), greys[0]) - predict_image(model, greys[0]))
+    difference = np.abs(predict_image(OnnxModel(data), inputs[0]) - predict_image(model, inputs[0]))
     print(
-        f"wrote {args.onnx} (int8, calibrated on {len(greys)} images; vs PyTorch float32 on {files[0].name}: "
+        f"wrote {args.onnx} (int8, calibrated on {len(inputs)} images; vs PyTorch float32 on {files[0].name}: "
         f"mean |diff| {difference.mean():.1e}, max {difference.max():.2f})"
     )
     return 0

@@ -108,6 +108,16 @@ class Config:
         return list(self.dataset) if isinstance(self.dataset, list) else [self.dataset]
 
     @property
+    def network_arguments(self) -> dict:
+        """The network constructor's keyword arguments: ``network_args``, and ``in_channels`` for colour input.
+
+        ``in_channels`` is left out for one channel, the networks' default, so that the weights' metadata
+        and user networks without that argument stay as they were before colour input existed.
+        """
+        channels = self.preprocessing.channels
+        return dict(self.network_args) | ({"in_channels": channels} if channels > 1 else {})
+
+    @property
     def dataset_name(self) -> str:
         """``drive``, or ``drive+stare+chase_db1`` for several."""
         return "+".join(d.kind for d in self.datasets)
@@ -199,6 +209,12 @@ def config_from_dict(raw, source: str = "configuration") -> Config:
     if config.patches.sampling not in ("grid", "balanced", "random"):
         raise UserError(f"{source}: patches.sampling: {config.patches.sampling!r} is not grid, balanced or random")
     _check_ranges(config, source)
+    in_channels = config.network_args.get("in_channels", config.preprocessing.channels)
+    if in_channels != config.preprocessing.channels:
+        raise UserError(
+            f"{source}: network_args.in_channels: {in_channels!r}, but preprocessing.channel "
+            f"{config.preprocessing.channel} gives {config.preprocessing.channels}; leave it out, the channel sets it"
+        )
     return config
 
 
@@ -283,6 +299,8 @@ def _build(cls, raw: dict, source: str, prefix: str):
         return cls(**values)
     except TypeError as exc:
         raise UserError(f"{source}: {prefix.rstrip('.') or 'top level'}: {exc}") from None
+    except UserError as exc:  # a section's own check (``Preprocessing``'s): its message names the key, not the file
+        raise UserError(f"{source}: {exc}") from None
 
 
 def _convert(hint, value, source: str, key: str):

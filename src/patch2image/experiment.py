@@ -53,15 +53,17 @@ class PreparedImages:
     """
 
     names: list[str]
-    grey: np.ndarray  # (n, H, W) float32
+    inputs: np.ndarray  # the networks' inputs: (n, H, W) float32, or (n, C, H, W) for C channels
     label: np.ndarray  # (n, H, W) bool
     original: list  # Sample objects at original size (test images only)
     fov_diameters: list[float]
     sizes: list[tuple[int, int]]
 
     def training_data(self) -> TrainingData:
+        n, height, width = self.label.shape
         return TrainingData(
-            torch.from_numpy(self.grey[:, None]), torch.from_numpy(self.label[:, None].astype(np.float32))
+            torch.from_numpy(self.inputs.reshape(n, -1, height, width)),
+            torch.from_numpy(self.label[:, None].astype(np.float32)),
         )
 
 
@@ -101,7 +103,7 @@ def prepare_data(config: Config, out: Path) -> tuple[PreparedImages, PreparedIma
         for index, dataset_config in enumerate(config.datasets):  # synthetic data: written once, then read
             open_experiment_dataset(dataset_config, config, out, index)
     distributed.barrier()
-    divisor = size_divisor(create_network(config.network, **config.network_args))
+    divisor = size_divisor(create_network(config.network, **config.network_arguments))
     splits, diameter, task = {"train": [], "val": [], "test": []}, None, None
     for index, dataset_config in enumerate(config.datasets):
         dataset = open_experiment_dataset(dataset_config, config, out, index)
@@ -158,10 +160,10 @@ class Run:
         network = self.new_network()
         self.metadata = WeightsMetadata(
             network=config.network,
-            network_args=dict(config.network_args),
+            network_args=config.network_arguments,
             size_divisor=size_divisor(network),
             task=self.task,
-            input_size=list(self.train.grey.shape[1:]),
+            input_size=list(self.train.label.shape[1:]),
             fov_diameter=float(np.median(self.train.fov_diameters)),
             preprocessing=dataclasses.asdict(config.preprocessing),
             patch_size=config.patches.size,
@@ -187,7 +189,7 @@ class Run:
 
     def new_network(self) -> torch.nn.Module:
         torch.manual_seed(self.config.seed)  # the same initial weights for every phase that starts from scratch
-        return create_network(self.config.network, **self.config.network_args)
+        return create_network(self.config.network, **self.config.network_arguments)
 
     def trained(self, phase: str, train_data, augmentation, start_from: str | None = None) -> torch.nn.Module:
         """The phase's network: read from its weights file, or trained (resuming its checkpoint) and saved."""
@@ -222,12 +224,12 @@ class Run:
             return
         threshold = self.config.evaluation.threshold
         if threshold == "validation":
-            threshold = best_dice_threshold([predict(grey) for grey in self.val.grey], list(self.val.label))
+            threshold = best_dice_threshold([predict(image) for image in self.val.inputs], list(self.val.label))
         cases = []
-        for name, grey, (h, w), sample in zip(
-            self.test.names, self.test.grey, self.test.sizes, self.test.original, strict=True
+        for name, image, (h, w), sample in zip(
+            self.test.names, self.test.inputs, self.test.sizes, self.test.original, strict=True
         ):
-            prob = resize(predict(grey)[:h, :w], sample.original_size)
+            prob = resize(predict(image)[:h, :w], sample.original_size)
             predictions = self.out / "predictions"
             write_png(predictions / row / f"{name}.png", _to_uint8(prob))
             if not (predictions / "label" / f"{name}.png").exists():
@@ -283,7 +285,7 @@ def open_experiment_dataset(dataset: DatasetConfig, config: Config, out: Path, i
 @dataclass
 class _Image:
     name: str
-    grey: np.ndarray
+    network_input: np.ndarray  # (H, W), or (C, H, W)
     label: np.ndarray
     fov_diameter: float
     original: object
@@ -311,20 +313,21 @@ def prepare_images(files, size_of, config: Config, keep_original: bool = False) 
 
 def _on_canvas(images: list[_Image], divisor: int) -> PreparedImages:
     """Images of any sizes in the top-left corners of one zero canvas (their size, when they share one)."""
-    sizes = [image.grey.shape for image in images]
+    sizes = [image.label.shape for image in images]
     canvas = round_to_multiple(tuple(max(side) for side in zip(*sizes, strict=True)), divisor)
-    grey = np.zeros((len(images), *canvas), np.float32)
+    channel_axes = images[0].network_input.shape[:-2]  # () for one channel, (C,) for several
+    inputs = np.zeros((len(images), *channel_axes, *canvas), np.float32)
     label = np.zeros((len(images), *canvas), bool)
     for i, (image, (h, w)) in enumerate(zip(images, sizes, strict=True)):
-        grey[i, :h, :w], label[i, :h, :w] = image.grey, image.label
+        inputs[i, ..., :h, :w], label[i, :h, :w] = image.network_input, image.label
     originals = [image.original for image in images if image.original is not None]
     return PreparedImages(
-        [i.name for i in images], grey, label, originals, [i.fov_diameter for i in images], [tuple(s) for s in sizes]
+        [i.name for i in images], inputs, label, originals, [i.fov_diameter for i in images], [tuple(s) for s in sizes]
     )
 
 
 def _patches(images: PreparedImages, config: Config) -> TrainingData:
-    x, y = patch_database(images.grey, images.label, config.patches, config.seed)
+    x, y = patch_database(images.inputs, images.label, config.patches, config.seed)
     return TrainingData(x, y)
 
 
@@ -335,7 +338,7 @@ def _augmented_patches(images: PreparedImages, config: Config):
     def epoch_patches(generator: torch.Generator) -> TrainingData:
         x, y = augment(whole.x, whole.y, generator, config.augmentation)
         seed = int(torch.randint(2**31, (1,), generator=generator))  # balanced sampling: new centres each epoch
-        return TrainingData(*patch_database(x[:, 0].numpy(), y[:, 0].numpy(), config.patches, seed))
+        return TrainingData(*patch_database(x.numpy(), y[:, 0].numpy(), config.patches, seed))
 
     return epoch_patches
 

@@ -1,4 +1,4 @@
-"""Segmentation of pre-processed grey images, whole or patch by patch, and of photographs at any scale.
+"""Segmentation of pre-processed images, whole or patch by patch, and of photographs at any scale.
 
 Three levels:
 
@@ -10,12 +10,15 @@ Three levels:
 - :class:`Segmenter`: a photograph at its original size -> probabilities at its original size, through
   the scale and pre-processing the weights' metadata records (see :func:`working_size`).
 
-``model`` is either a ``torch.nn.Module`` returning logits (the registered networks) or any object with
-a ``probabilities(x: Tensor (N,1,H,W) float32) -> Tensor`` method (``patch2image.runtime.export.OnnxModel``).
+A pre-processed image is (H, W) for a one-channel network and (C, H, W) for C channels (colour input,
+``preprocessing.channel: rgb``); see :mod:`patch2image.preprocessing`. ``model`` is either a
+``torch.nn.Module`` returning logits (the registered networks) or any object with a
+``probabilities(x: Tensor (N,C,H,W) float32) -> Tensor (N,1,H,W)`` method (``patch2image.runtime.export.OnnxModel``).
 
-Memory bound of :func:`predict_image` in tiles: the full-size arrays are the grey input, its padded
-copy, the blended sum and the weight sum (4 x 4 bytes per pixel, plus the caller's RGB and output),
-and the network works on one tile of at most ``max_pixels`` pixels at a time (``tta`` runs its flips one by one).
+Memory bound of :func:`predict_image` in tiles: the full-size arrays are the input and its padded
+copy (4 bytes per pixel and channel each), the blended sum and the weight sum (4 bytes per pixel each),
+plus the caller's RGB and output, and the network works on one tile of at most ``max_pixels`` pixels
+at a time (``tta`` runs its flips one by one).
 A tile's activations take about 160 bytes per pixel for Light, 830 for Mini-Unet and 1,400 for Dense
 (measured peaks), so 0.25, 1.2 and 2.1 GB with the default budget of 1.5 megapixels, whatever the
 image size. Measured with Light on a 4288x2848 IDRiD-sized image: +418 MiB peak in tiles, +1,915 MiB
@@ -34,7 +37,7 @@ from torch.nn import functional as F
 
 from patch2image.errors import UserError
 from patch2image.networks import size_divisor
-from patch2image.preprocessing import Preprocessing, resize, round_to_multiple
+from patch2image.preprocessing import as_channels, preprocessing_from, resize, round_to_multiple
 from patch2image.runtime.precision import autocast
 from patch2image.weights import WeightsMetadata
 
@@ -89,20 +92,30 @@ def _predictor(model, precision: str = "fp32"):
         model.train(was_training)
 
 
-def _as_grey(grey: np.ndarray) -> np.ndarray:
-    grey = np.asarray(grey, dtype=np.float32)
-    if grey.ndim != 2:
-        raise ValueError(f"expected a grey image of shape (H, W), got shape {grey.shape}")
-    if grey.size == 0:
+def _as_image(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim not in (2, 3):
+        raise ValueError(f"expected a pre-processed image of shape (H, W) or (C, H, W), got shape {image.shape}")
+    if image.size == 0:
         raise ValueError("empty image")
-    return grey
+    return image
 
 
-def _pad_to_multiple(grey: np.ndarray, divisor: int) -> np.ndarray:
+def _pad_sides(image: np.ndarray, before: tuple[int, int], after: tuple[int, int]) -> np.ndarray:
+    """``image`` padded on its last two axes (height, width), channels untouched."""
     # Reflect (not zeros) so the padded border looks like image to the network.
-    height, width = grey.shape
-    pad = ((0, -height % divisor), (0, -width % divisor))
-    return np.pad(grey, pad, mode="reflect" if min(height, width) > 1 else "edge")
+    pad = [(0, 0)] * (image.ndim - 2) + list(zip(before, after, strict=True))
+    return np.pad(image, pad, mode="reflect" if min(image.shape[-2:]) > 1 else "edge")
+
+
+def _pad_to_multiple(image: np.ndarray, divisor: int) -> np.ndarray:
+    height, width = image.shape[-2:]
+    return _pad_sides(image, (0, 0), (-height % divisor, -width % divisor))
+
+
+def _batch_of_one(image: np.ndarray) -> torch.Tensor:
+    """(H, W) or (C, H, W) -> the network's (1, C, H, W)."""
+    return torch.from_numpy(np.ascontiguousarray(as_channels(image)))[None]
 
 
 FLIPS = ((), (-1,), (-2,), (-2, -1))
@@ -117,12 +130,12 @@ def _flip(x, dims: tuple[int, ...]):
     return x.flip(dims) if isinstance(x, torch.Tensor) else np.ascontiguousarray(np.flip(x, dims))
 
 
-def _forward(predictor, grey: np.ndarray, tta: bool) -> np.ndarray:
-    """Probabilities of one (H, W) array whose sides fit the network; with TTA, the mean over ``FLIPS``."""
-    x = torch.from_numpy(np.ascontiguousarray(grey))[None, None]
+def _forward(predictor, image: np.ndarray, tta: bool) -> np.ndarray:
+    """(H, W) probabilities of one image whose sides fit the network; with TTA, the mean over ``FLIPS``."""
+    x = _batch_of_one(image)
     flips = FLIPS if tta else FLIPS[:1]
     prob = sum(_flip(predictor.probabilities(_flip(x, dims)), dims) for dims in flips) / len(flips)
-    return prob.reshape(grey.shape).numpy()
+    return prob.reshape(image.shape[-2:]).numpy()
 
 
 # --------------------------------------------------------------------------- image mode
@@ -130,7 +143,7 @@ def _forward(predictor, grey: np.ndarray, tta: bool) -> np.ndarray:
 
 def predict_image(
     model,
-    grey: np.ndarray,
+    image: np.ndarray,
     *,
     tile: int | None = None,
     overlap: int = DEFAULT_OVERLAP,
@@ -138,14 +151,14 @@ def predict_image(
     precision: str = "fp32",
     tta: bool = False,
 ) -> np.ndarray:
-    """Image-level segmentation of a pre-processed grey image.
+    """Image-level segmentation of a pre-processed image.
 
     Parameters
     ----------
     model : torch.nn.Module or object with ``probabilities``
         A network returning logits (run in eval mode, restored afterwards), or a probability runner
         such as ``patch2image.runtime.export.OnnxModel``.
-    grey : ndarray of shape (H, W)
+    image : ndarray of shape (H, W), or (C, H, W) for a network with C input channels
         The pre-processed image, float in [0, 1], at the network's training scale.
     tile : int, optional
         Largest tile side in pixels (rounded down to a multiple of the network's size divisor). By default the image is
@@ -165,13 +178,13 @@ def predict_image(
     prob : ndarray of shape (H, W), float32
         Probabilities in [0, 1].
     """
-    grey = _as_grey(grey)
-    height, width = grey.shape
+    image = _as_image(image)
+    height, width = image.shape[-2:]
     divisor = size_divisor(model)
-    padded = _pad_to_multiple(grey, divisor)
-    tile_size = _tile_size(padded.shape, tile, max_pixels, divisor)
+    padded = _pad_to_multiple(image, divisor)
+    tile_size = _tile_size(padded.shape[-2:], tile, max_pixels, divisor)
     with _predictor(model, precision) as predictor:
-        if tile_size == padded.shape:
+        if tile_size == padded.shape[-2:]:
             prob = _forward(predictor, padded, tta)
         else:
             prob = _predict_tiles(predictor, padded, tile_size, overlap, tta, divisor)
@@ -226,18 +239,18 @@ def _ramp(length: int, lead: bool, trail: bool, overlap: int) -> np.ndarray:
 
 
 def _predict_tiles(predictor, padded, tile_size: tuple[int, int], overlap: int, tta: bool, divisor: int) -> np.ndarray:
-    height, width = padded.shape
+    height, width = padded.shape[-2:]
     tile_h, tile_w = tile_size
     # A tile must reach past its own zero-weight margins.
     overlap = max(0, min(overlap, min(tile_h, tile_w) // 2 // divisor * divisor))
-    total = np.zeros(padded.shape, np.float32)
-    weights = np.zeros(padded.shape, np.float32)
+    total = np.zeros((height, width), np.float32)
+    weights = np.zeros((height, width), np.float32)
     for y in tile_starts(height, tile_h, overlap, divisor):
         wy = _ramp(tile_h, y > 0, y + tile_h < height, overlap)
         for x in tile_starts(width, tile_w, overlap, divisor):
             wx = _ramp(tile_w, x > 0, x + tile_w < width, overlap)
             weight = wy[:, None] * wx[None, :]
-            prob = _forward(predictor, padded[y : y + tile_h, x : x + tile_w], tta)
+            prob = _forward(predictor, padded[..., y : y + tile_h, x : x + tile_w], tta)
             total[y : y + tile_h, x : x + tile_w] += weight * prob
             weights[y : y + tile_h, x : x + tile_w] += weight
     np.divide(total, weights, out=total, where=weights > 0)
@@ -249,7 +262,7 @@ def _predict_tiles(predictor, padded, tile_size: tuple[int, int], overlap: int, 
 
 def predict_patches(
     model,
-    grey: np.ndarray,
+    image: np.ndarray,
     patch_size: int = 32,
     stride: int = 2,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -267,7 +280,7 @@ def predict_patches(
     Parameters
     ----------
     model : torch.nn.Module or object with ``probabilities``
-    grey : ndarray of shape (H, W)
+    image : ndarray of shape (H, W), or (C, H, W) for a network with C input channels
         The pre-processed image at the network's training scale.
     patch_size : int
         Side of the square patches, a multiple of 4 (32 in the paper).
@@ -281,36 +294,36 @@ def predict_patches(
     -------
     prob : ndarray of shape (H, W), float32
     """
-    grey = _as_grey(grey)
+    image = _as_image(image)
     if patch_size % 4 or patch_size <= 0:
         raise ValueError(f"patch_size must be a positive multiple of 4, got {patch_size}")
     if not 1 <= stride <= patch_size:
         raise ValueError(f"stride must be between 1 and patch_size ({patch_size}), got {stride}")
-    height, width = grey.shape
+    height, width = image.shape[-2:]
     before = patch_size - stride
     rows = (before + height - 1) // stride + 1
     cols = (before + width - 1) // stride + 1
     after_y = (rows - 1) * stride + patch_size - before - height
     after_x = (cols - 1) * stride + patch_size - before - width
-    padded = np.pad(grey, ((before, after_y), (before, after_x)), mode="reflect" if min(grey.shape) > 1 else "edge")
-    image = torch.from_numpy(padded)[None, None]
-    total = torch.zeros(padded.shape, dtype=torch.float32)
+    padded = _batch_of_one(_pad_sides(image, (before, before), (after_y, after_x)))
+    channels, padded_height, padded_width = padded.shape[1:]
+    total = torch.zeros((padded_height, padded_width), dtype=torch.float32)
     band_rows = max(1, batch_size // cols)
     with _predictor(model, precision) as predictor:
         for row in range(0, rows, band_rows):
             count = min(band_rows, rows - row)
             top, band_height = row * stride, (count - 1) * stride + patch_size
-            band = image[:, :, top : top + band_height]
-            columns = F.unfold(band, patch_size, stride=stride)  # (1, P*P, count * cols)
-            patches = columns[0].T.reshape(-1, 1, patch_size, patch_size)
+            band = padded[:, :, top : top + band_height]
+            columns = F.unfold(band, patch_size, stride=stride)  # (1, C*P*P, count * cols)
+            patches = columns[0].T.reshape(-1, channels, patch_size, patch_size)
             prob = torch.cat(
                 [predictor.probabilities(patches[i : i + batch_size]) for i in range(0, len(patches), batch_size)]
             )
             columns = prob.reshape(len(patches), -1).T[None]
-            summed = F.fold(columns, (band_height, padded.shape[1]), patch_size, stride=stride)
+            summed = F.fold(columns, (band_height, padded_width), patch_size, stride=stride)
             total[top : top + band_height] += summed[0, 0]
     counts = np.outer(
-        _coverage(padded.shape[0], rows, patch_size, stride), _coverage(padded.shape[1], cols, patch_size, stride)
+        _coverage(padded_height, rows, patch_size, stride), _coverage(padded_width, cols, patch_size, stride)
     )
     prob = total.numpy() / counts
     return prob[before : before + height, before : before + width]
@@ -462,11 +475,7 @@ class Segmenter:
         if isinstance(self.size, str) and self.size != TRAINING_SIZE:
             raise ValueError(f"size must be None, {TRAINING_SIZE!r} or (height, width), got {self.size!r}")
         self.metadata = WeightsMetadata.coerce(self.metadata)
-        settings = self.metadata.preprocessing
-        try:
-            self.preprocessing = Preprocessing(**settings)
-        except TypeError:
-            raise UserError(f"weights metadata: preprocessing {settings!r} is not order, gamma, clahe") from None
+        self.preprocessing = preprocessing_from(self.metadata.preprocessing)
 
     def __call__(self, rgb) -> np.ndarray:
         """(H, W, 3) uint8 RGB, or an image file's path -> (H, W) float32 probabilities at its size."""
@@ -492,7 +501,7 @@ class Segmenter:
     # other processes while this one runs the network (``patch2image segment --workers``).
 
     def prepare(self, rgb: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray:
-        """(H, W, 3) uint8 RGB -> the network's input: pre-processed grey at :func:`working_size`.
+        """(H, W, 3) uint8 RGB -> the network's input, pre-processed at :func:`working_size`: (H, W) or (C, H, W).
 
         ``fov``: the photograph's field-of-view mask, when the caller has it already. Uses only the
         metadata, never the model, so it runs as well on a copy whose ``model`` is None.
@@ -500,11 +509,11 @@ class Segmenter:
         size, _ = working_size(rgb, self.metadata, self.size, fov)
         return self.preprocessing(resize(rgb, size))
 
-    def predict(self, grey: np.ndarray) -> np.ndarray:
-        """Probabilities of a :meth:`prepare` output, at its size."""
-        prob = self._predict(grey)
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """(H, W) probabilities of a :meth:`prepare` output, at its size."""
+        prob = self._predict(image)
         if self.tta and self.mode == "patch":
-            flipped = [_flip(self._predict(_flip(grey, dims)), dims) for dims in FLIPS[1:]]
+            flipped = [_flip(self._predict(_flip(image, dims)), dims) for dims in FLIPS[1:]]
             prob = (prob + sum(flipped)) / len(FLIPS)
         return prob
 
@@ -513,13 +522,15 @@ class Segmenter:
         """A :meth:`predict` output resized back to the photograph's (height, width), within [0, 1]."""
         return np.clip(resize(prob, size), 0, 1)
 
-    def _predict(self, grey: np.ndarray) -> np.ndarray:
+    def _predict(self, image: np.ndarray) -> np.ndarray:
         if self.mode == "patch":
             patch_size = int(self.metadata.patch_size)
-            return predict_patches(self.model, grey, patch_size, self.stride, self.batch_size, precision=self.precision)
+            return predict_patches(
+                self.model, image, patch_size, self.stride, self.batch_size, precision=self.precision
+            )
         return predict_image(
             self.model,
-            grey,
+            image,
             tile=self.tile,
             overlap=self.overlap,
             max_pixels=self.max_pixels,

@@ -13,8 +13,9 @@ from patch2image.config import PatchConfig
 def patch_database(
     images: np.ndarray, labels: np.ndarray, config: PatchConfig, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Patches (N, 1, s, s) float32 and their labels (N, 1, s, s) float32 from (n, H, W) images and labels.
+    """Patches (N, C, s, s) float32 and their labels (N, 1, s, s) float32 from images and labels.
 
+    ``images``: (n, H, W) grey, or (n, C, H, W) with C channels; ``labels``: (n, H, W).
     sampling="grid": every ``stride`` pixels over the reflect-padded image (vessels).
     sampling="balanced": ``per_class`` patches centred on random foreground pixels and as many on
     background pixels, per image (optic disc). sampling="random": ``count`` random centres per image.
@@ -22,19 +23,26 @@ def patch_database(
     size = config.size
     half = size // 2
     images = np.asarray(images, dtype=np.float32)
+    images = images.reshape(len(images), -1, *images.shape[-2:])
     labels = np.asarray(labels, dtype=np.float32)
+    channels = images.shape[1]
     if config.sampling == "grid":
         # Pad so that the grid covers every pixel: the last window ends at or beyond the border.
         height, width = images.shape[-2:]
-        pads = ((0, 0), (0, _grid_padding(height, size, config.stride)), (0, _grid_padding(width, size, config.stride)))
+        pads = ((0, _grid_padding(height, size, config.stride)), (0, _grid_padding(width, size, config.stride)))
         xs, ys = (
-            _reflect(a, pads).unfold(2, size, config.stride).unfold(3, size, config.stride) for a in (images, labels)
+            _reflect(a, pads).unfold(2, size, config.stride).unfold(3, size, config.stride)
+            for a in (images, labels[:, None])
         )
-        return xs.reshape(-1, 1, size, size).contiguous(), ys.reshape(-1, 1, size, size).contiguous()
+        # (n, C, rows, cols, s, s): patches in the order image, row, column, each with its C channels.
+        return (
+            xs.permute(0, 2, 3, 1, 4, 5).reshape(-1, channels, size, size).contiguous(),
+            ys.reshape(-1, 1, size, size).contiguous(),
+        )
 
     rng = np.random.default_rng(seed)
-    pads = ((0, 0), (half, half), (half, half))
-    xp, yp = _reflect(images, pads), _reflect(labels, pads)
+    pads = ((half, half), (half, half))
+    xp, yp = _reflect(images, pads), _reflect(labels[:, None], pads)
     patches, targets = [], []
     for i in range(len(images)):
         for rows, cols in _centres(labels[i] > 0.5, config, rng):
@@ -45,8 +53,9 @@ def patch_database(
 
 
 def _reflect(array: np.ndarray, pads) -> torch.Tensor:
+    """(n, C, H, W) padded on its last two axes by ``pads``."""
     # numpy reflects again and again where the padding exceeds the image (an image under half a patch).
-    return torch.from_numpy(np.pad(array, pads, mode="reflect"))[:, None]
+    return torch.from_numpy(np.pad(array, ((0, 0), (0, 0), *pads), mode="reflect"))
 
 
 def _grid_padding(side: int, size: int, stride: int) -> int:

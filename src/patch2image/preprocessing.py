@@ -1,10 +1,16 @@
 """The paper's pre-processing: resize to the paper's scale, then grey, CLAHE, gamma and rescaling.
 
+The result, the network's input, is an (H, W) array for one channel (grey or green) and a (C, H, W)
+array for several (``channel="rgb"``): channels first, as the network takes them, so that code which
+works on the last two axes (padding, tiles, flips, patches) treats both alike; :func:`as_channels`
+gives the (C, H, W) view of either.
+
 OpenCV's CLAHE is the default: it is about 14x faster than scikit-image's ``equalize_adapthist``
 (benchmarks/preprocessing.py) and, with the clip limit converted to OpenCV's convention, close to
 it (tests/test_preprocessing.py); ``clahe="skimage"`` gives the reference code's function.
 """
 
+import dataclasses
 from dataclasses import dataclass
 
 import cv2
@@ -13,17 +19,18 @@ import numpy as np
 from patch2image.errors import UserError
 
 ORDERS = ("clahe-gamma", "gamma-clahe")
-CHANNELS = ("luma", "green")
+CHANNELS = ("luma", "green", "rgb")
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """How a photograph becomes the network's grey input.
+    """How a photograph becomes the network's input.
 
     order: "clahe-gamma" (the reference code, default) or "gamma-clahe" (the paper's text).
     clahe: "opencv" or "skimage". gamma: the exponent of the gamma correction.
-    channel: "luma" (ITU-R 601 grey, the paper's) or "green" (the green channel alone, where vessels
-    contrast most and which many vessel segmentation methods use).
+    channel: "luma" (ITU-R 601 grey, the paper's), "green" (the green channel alone, where vessels
+    contrast most and which many vessel segmentation methods use) or "rgb" (the three colour
+    channels, each enhanced on its own as the grey image is: a network with 3 input channels).
     """
 
     order: str = "clahe-gamma"
@@ -39,24 +46,49 @@ class Preprocessing:
         if self.channel not in CHANNELS:
             raise UserError(f"preprocessing.channel: {self.channel!r} is not one of {', '.join(CHANNELS)}")
 
+    @property
+    def channels(self) -> int:
+        """The number of channels of the network's input: the ``in_channels`` its network is built with."""
+        return 3 if self.channel == "rgb" else 1
+
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 RGB -> (H, W) float32 in [0, 1]."""
+        """(H, W, 3) uint8 RGB -> (H, W) float32 in [0, 1]; (3, H, W) for ``channel="rgb"``."""
         rgb = rescale(rgb.astype(np.float32))
-        grey = rescale(to_grey(rgb) if self.channel == "luma" else rgb[..., 1])
+        if self.channel == "rgb":
+            return np.stack([self._enhance(rgb[..., c]) for c in range(3)])
+        return self._enhance(to_grey(rgb) if self.channel == "luma" else rgb[..., 1])
+
+    def _enhance(self, channel: np.ndarray) -> np.ndarray:
+        """One (H, W) channel rescaled to [0, 1], then CLAHE and gamma in the configured order."""
+        channel = rescale(channel)
         steps = {"clahe": lambda x: rescale(self._clahe(x)), "gamma": lambda x: rescale(x**self.gamma)}
         for step in self.order.split("-"):
-            grey = steps[step](grey)
-        return grey
+            channel = steps[step](channel)
+        return channel
 
-    def _clahe(self, grey: np.ndarray) -> np.ndarray:
+    def _clahe(self, channel: np.ndarray) -> np.ndarray:
         if self.clahe == "skimage":
             from skimage.exposure import equalize_adapthist
 
-            return equalize_adapthist(grey).astype(np.float32)
+            return equalize_adapthist(channel).astype(np.float32)
         # skimage's default clip limit 0.01 of a tile's pixels over 256 bins is 2.56 times the
         # mean bin height, OpenCV's unit; both default to an 8x8 grid of tiles.
         clahe = cv2.createCLAHE(clipLimit=2.56, tileGridSize=(8, 8))
-        return clahe.apply(np.round(grey * 255).astype(np.uint8)).astype(np.float32) / 255
+        return clahe.apply(np.round(channel * 255).astype(np.uint8)).astype(np.float32) / 255
+
+
+def preprocessing_from(settings: dict) -> Preprocessing:
+    """The ``Preprocessing`` a weights file's metadata records (its fields as a dictionary)."""
+    try:
+        return Preprocessing(**settings)
+    except TypeError:
+        names = ", ".join(f.name for f in dataclasses.fields(Preprocessing))
+        raise UserError(f"weights metadata: preprocessing {settings!r} is not {names}") from None
+
+
+def as_channels(image: np.ndarray) -> np.ndarray:
+    """A pre-processed image, (H, W) or (C, H, W), as (C, H, W) with the same values."""
+    return image.reshape(-1, *image.shape[-2:])
 
 
 def rescale(x: np.ndarray) -> np.ndarray:

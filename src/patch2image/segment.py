@@ -536,8 +536,9 @@ def segment_files(
             for path in files:
                 _stop_if_terminated()
                 try:
-                    rgb, fov, grey = prepare_file(path, segmenter)
-                    found = finish_file(out_dir, output_stem(path), rgb, fov, segmenter.predict(grey), outputs)
+                    rgb, fov, network_input = prepare_file(path, segmenter)
+                    prob = segmenter.predict(network_input)
+                    found = finish_file(out_dir, output_stem(path), rgb, fov, prob, outputs)
                 except Exception as exc:  # one bad file must not stop the others; KeyboardInterrupt still does
                     report(path, exc)
                 else:
@@ -570,15 +571,15 @@ def _segment_in_workers(files, segmenter: Segmenter, out_dir: Path, outputs, rep
             path, future = reading.popleft()
             read_next()  # before waiting, so a worker reads ahead while the network runs
             try:
-                rgb, fov, grey = _result(future)
-                prob = segmenter.predict(grey)
+                rgb, fov, network_input = _result(future)
+                prob = segmenter.predict(network_input)
             except Exception as exc:
                 # Queued with the writes, so that files are reported in input order whatever finishes first.
                 done = Future()
                 done.set_exception(exc)
             else:
                 done = pool.submit(finish_file, out_dir, output_stem(path), rgb, fov, prob, outputs)
-                del rgb, fov, grey, prob  # only the pending task holds them now, until a worker takes it
+                del rgb, fov, network_input, prob  # only the pending task holds them now, until a worker takes it
             writing.append((path, done))
             while len(writing) > workers:
                 _collect(*writing.popleft(), report, measured)

@@ -46,7 +46,8 @@ class WeightsMetadata:
     """
 
     network: str | None = None  # a registered name, or a user's module:Class
-    network_args: dict = field(default_factory=dict)  # keyword arguments of the network's constructor
+    network_args: dict = field(default_factory=dict)  # keyword arguments of the network's constructor;
+    # in_channels only for colour input (a file without it holds a one-channel network)
     size_divisor: int = 4  # the input sides must be multiples of it
     task: str = "vessels"  # or optic_disc
     input_size: list[int] | None = None  # (height, width) the training images were resized to

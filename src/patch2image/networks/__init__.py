@@ -1,8 +1,9 @@
 """Network registry: the paper's three FCNs by name, and any user FCN by import path.
 
-Every network takes a batch of grey images (N, 1, H, W) and returns logits of the same size; the
-sigmoid is applied by the loss and by inference, which keeps training numerically stable in
-bfloat16. H and W must be multiples of the network's ``size_divisor`` attribute (4 when it has none:
+Every network takes a batch of pre-processed images (N, C, H, W) and returns logits (N, 1, H, W); C
+is its ``in_channels``, 1 (grey, the default) or 3 (``preprocessing.channel: rgb``, passed by the
+configuration). The sigmoid is applied by the loss and by inference, which keeps training numerically
+stable in bfloat16. H and W must be multiples of the network's ``size_divisor`` attribute (4 when it has none:
 the paper's networks halve twice); padding, tiling and export read it with :func:`size_divisor`.
 """
 

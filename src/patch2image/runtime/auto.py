@@ -117,7 +117,7 @@ class AutoModel:
         return f"auto: {', '.join(names)}" if names else "auto"
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        """As every runner's: (N, 1, H, W) pre-processed grey -> probabilities, by the chosen backend."""
+        """As every runner's: (N, C, H, W) pre-processed images -> probabilities, by the chosen backend."""
         size = size_class(x.shape)
         if size in self.chosen:
             return self._runner(self.chosen[size]).probabilities(x)

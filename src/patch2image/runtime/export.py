@@ -1,9 +1,10 @@
 """ONNX export of a trained network, and an onnxruntime runner that segments like the torch model.
 
-The exported graph maps a batch of pre-processed grey images (N, 1, H, W), H and W multiples of the
-network's size divisor and otherwise free, to probabilities of the same shape (the sigmoid is inside
-the graph). The weights' metadata travels in the ONNX model's ``metadata_props`` under the key
-``patch2image``, so the ``.onnx`` file alone is enough to segment photographs at the right scale.
+The exported graph maps a batch of pre-processed images (N, C, H, W), C the channels the metadata's
+pre-processing gives (1 for grey, 3 for colour), H and W multiples of the network's size divisor and
+otherwise free, to probabilities (N, 1, H, W) (the sigmoid is inside the graph). The weights'
+metadata travels in the ONNX model's ``metadata_props`` under the key ``patch2image``, so the
+``.onnx`` file alone is enough to segment photographs at the right scale.
 
 Uses the dynamo-based exporter of ``torch.onnx``: with torch 2.13 the TorchScript exporter
 (``dynamo=False``) mis-exports Dense's nearest up-sampling under dynamic sizes.
@@ -24,6 +25,7 @@ from torch import nn
 from patch2image.errors import UserError
 from patch2image.files import atomic_write
 from patch2image.networks import size_divisor
+from patch2image.preprocessing import preprocessing_from
 from patch2image.weights import METADATA_KEY, WeightsMetadata
 
 OPSET = 18
@@ -49,7 +51,7 @@ def onnx_bytes(model: nn.Module, metadata: WeightsMetadata | dict, opset: int = 
     # Multiples of the divisor only: any other size would change the network's output size.
     shapes = {"x": {0: torch.export.Dim("batch"), 2: divisor * parts_h, 3: divisor * parts_w}}
     side = divisor * max(2, -(-64 // divisor))
-    example = (torch.rand(2, 1, side, side),)
+    example = (torch.rand(2, input_channels(metadata), side, side),)
     was_training = model.training
     model.eval()
     try:
@@ -101,11 +103,16 @@ def export_onnx(model: nn.Module, path: str | Path, metadata: WeightsMetadata, o
     with atomic_write(path) as tmp:
         Path(tmp).write_bytes(data)
     divisor = size_divisor(model)
-    x = torch.rand(1, 1, divisor * max(1, 96 // divisor), divisor * max(1, 128 // divisor),
+    x = torch.rand(1, input_channels(metadata), divisor * max(1, 96 // divisor), divisor * max(1, 128 // divisor),
                    generator=torch.Generator().manual_seed(0))  # fmt: skip
     with torch.inference_mode():
         expected = torch.sigmoid(model.eval()(x))
     return float((OnnxModel(data).probabilities(x) - expected).abs().max())
+
+
+def input_channels(metadata: WeightsMetadata | dict) -> int:
+    """The channels of the network's input, as the weights' pre-processing makes it."""
+    return preprocessing_from(WeightsMetadata.coerce(metadata).preprocessing).channels
 
 
 def cached_onnx_bytes(model: nn.Module, metadata: WeightsMetadata, weights: str | Path) -> bytes:
@@ -200,7 +207,7 @@ class OnnxModel:
         self.input_name = self.session.get_inputs()[0].name
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 1, H, W) float32 pre-processed grey, sides multiples of the divisor -> probabilities."""
+        """(N, C, H, W) float32 pre-processed images, sides multiples of the divisor -> (N, 1, H, W) probabilities."""
         array = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
         return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
 

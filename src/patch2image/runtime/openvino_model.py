@@ -74,7 +74,7 @@ class OpenVinoModel:
         self._request = compiled.create_infer_request()
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 1, H, W) float32 pre-processed grey, sides multiples of the divisor -> probabilities."""
+        """(N, C, H, W) float32 pre-processed images, sides multiples of the divisor -> (N, 1, H, W) probabilities."""
         array = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
         # share_outputs=False (the default) copies the result out of the request's buffer, reused next call.
         return torch.from_numpy(self._request.infer({0: array})[0])

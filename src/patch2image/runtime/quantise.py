@@ -16,13 +16,15 @@ from pathlib import Path
 import numpy as np
 
 from patch2image.errors import UserError
+from patch2image.preprocessing import as_channels
 from patch2image.runtime.export import INPUT_NAME, first_line
 from patch2image.weights import METADATA_KEY
 
 
 def quantise_onnx(data: bytes, calibration: Iterable[np.ndarray], method: str = "MinMax") -> bytes:
-    """The int8 model of the float32 ONNX ``data``, activation ranges calibrated on pre-processed grey images.
+    """The int8 model of the float32 ONNX ``data``, activation ranges calibrated on pre-processed images.
 
+    ``calibration``: the network's inputs, each (H, W), or (C, H, W) for C channels (``Segmenter.prepare``).
     ``method``: onnxruntime's calibration method (MinMax, Entropy or Percentile).
 
     The weights' metadata travels along, with ``extra["int8"]`` saying how the model was quantised.
@@ -36,13 +38,13 @@ def quantise_onnx(data: bytes, calibration: Iterable[np.ndarray], method: str = 
         quantize_static,
     )
 
-    greys = list(calibration)
-    if not greys:
+    images = list(calibration)
+    if not images:
         raise UserError("--int8: no calibration image")
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.items = iter({INPUT_NAME: np.asarray(g, np.float32)[None, None]} for g in greys)
+            self.items = iter({INPUT_NAME: as_channels(np.asarray(i, np.float32))[None]} for i in images)
 
         def get_next(self):
             return next(self.items, None)
@@ -71,7 +73,7 @@ def quantise_onnx(data: bytes, calibration: Iterable[np.ndarray], method: str = 
     metadata.setdefault("extra", {})["int8"] = {
         "method": "onnxruntime static QDQ: Conv and ConvTranspose, int8 weights per channel, uint8 activations, "
         + method,
-        "calibration_images": len(greys),
+        "calibration_images": len(images),
     }
     del proto.metadata_props[:]
     for key, value in {**source_props, METADATA_KEY: json.dumps(metadata)}.items():

@@ -308,9 +308,9 @@ class ServeState:
                 segmenter = entry.segmenter
                 fov = field_of_view_mask(rgb)  # once, for the working scale and for clearing outside the eye
                 self._check_working_size(filename, rgb, segmenter, fov)
-                grey = segmenter.prepare(rgb, fov)
+                network_input = segmenter.prepare(rgb, fov)
                 with entry.lock:
-                    raw = segmenter.predict(grey)
+                    raw = segmenter.predict(network_input)
                 prob = Segmenter.finish(raw, rgb.shape[:2]).astype(np.float32, copy=False)
                 prob = inside_field_of_view(prob, rgb, fov)
                 seconds = time.perf_counter() - started

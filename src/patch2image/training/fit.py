@@ -32,7 +32,7 @@ LR_FACTOR, LR_PATIENCE, LR_FLOOR = 0.2, 5, 1e-5
 
 @dataclass
 class TrainingData:
-    """Inputs and 0/1 targets, (N, 1, H, W) float32: patches, or whole images of one size."""
+    """Inputs (N, C, H, W) and 0/1 targets (N, 1, H, W), float32: patches, or whole images of one size."""
 
     x: torch.Tensor
     y: torch.Tensor

@@ -1,6 +1,7 @@
 """OpenVINO agrees with PyTorch on real DRIVE images; ``--backend auto`` measures, chooses and remembers."""
 
 import time
+import types
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from patch2image import cli
 from patch2image.data import read_image
 from patch2image.errors import UserError
 from patch2image.inference import Segmenter, predict_image
+from patch2image.runtime import auto as auto_module
 from patch2image.runtime.auto import AutoModel, size_class
 from patch2image.runtime.backends import load_backend
 from patch2image.runtime.cache import read_json
@@ -103,6 +105,33 @@ def test_auto_measures_keeps_the_fastest_and_remembers_it(fresh_cache):
     again.probabilities(x)
     assert built == ["openvino"]  # read from the cache: the others are not even built
     assert "measured earlier" in lines[0]
+
+
+def test_one_slow_round_does_not_rule_out_the_fastest(fresh_cache, monkeypatch):
+    """A busy machine slows one round of the fastest backend: the lowest median still wins."""
+    clock = [0.0]
+    monkeypatch.setattr(
+        auto_module, "time", types.SimpleNamespace(perf_counter=lambda: clock[0], strftime=time.strftime)
+    )
+
+    class Scripted:
+        def __init__(self, seconds_of_call, value):
+            self.seconds_of_call, self.value, self.calls = seconds_of_call, value, 0
+
+        def probabilities(self, x):
+            clock[0] += self.seconds_of_call(self.calls)
+            self.calls += 1
+            return torch.full(x.shape, self.value)
+
+    # openvino: 0.01 s a pass (so 25 passes a round), except in the whole second round (calls 26-50)
+    openvino = Scripted(lambda call: 0.05 if 26 <= call <= 50 else 0.01, 0.2)
+    steady = Scripted(lambda call: 0.014, 0.1)  # within 1.5x of openvino: not out of the race after round 1
+    lines = []
+    model = AutoModel({"torch": lambda: steady, "openvino": lambda: openvino}, WeightsMetadata(), announce=lines.append)
+    assert float(model.probabilities(torch.zeros(1, 1, 584, 568)).max()) == pytest.approx(0.2)
+    assert "openvino, the fastest" in lines[0]
+    assert openvino.calls == 1 + 3 * 25  # untimed, then three rounds of 0.25 s at the untimed pass's speed
+    assert steady.calls == 1 + 3 * 18
 
 
 def test_auto_skips_a_backend_that_cannot_run_the_model(fresh_cache):

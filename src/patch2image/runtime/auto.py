@@ -4,8 +4,8 @@ Why measure rather than rule: which of PyTorch, onnxruntime and OpenVINO is fast
 processor (AVX-512, bf16), the network and the image size, and the margins are large (1.5-3x on the
 same ONNX graph, docs/benchmarks.md). So the first input of each size class (sides rounded to
 ``SIZE_STEP`` pixels: photographs from one camera differ by a few pixels at the model's scale) is run a
-few times by each backend available, in alternation (a busy machine slows all alike), and the fastest
-is kept. Its output for that input is the result, so the measurement costs only the others' passes.
+few times by each backend available, in alternation (a busy machine slows all alike), and the lowest
+median is kept. Its output for that input is the result, so the measurement costs only the others' passes.
 
 One exception: a backend whose first use costs seconds (onnxruntime and OpenVINO need an ONNX export of
 weights not exported before) is not tried for inputs under ``SMALL_PIXELS`` (thumbnails, tests): a pass
@@ -22,6 +22,7 @@ tests/test_export.py), so the choice changes the speed, not the result.
 """
 
 import json
+import math
 import os
 import platform
 import sys
@@ -37,7 +38,11 @@ from patch2image.runtime.cache import cache_dir, read_json, update_json
 
 CHOICES_FILE = "backend-choice.json"
 ROUNDS = 3
-"""Timed passes of each candidate, after one untimed pass (kernel selection, allocations)."""
+"""Timed rounds of each candidate, after one untimed pass (kernel selection, allocations)."""
+ROUND_SECONDS = 0.25
+"""A candidate's round repeats its pass until it lasts about this long (by the untimed pass's time): a
+single pass of a small network (tens of milliseconds) on a shared machine is at the mercy of one
+scheduling hiccup."""
 OUT_OF_RACE = 1.5
 """After the first timed round, candidates this many times slower than the fastest are timed no more."""
 SMALL_PIXELS = 256 * 256
@@ -134,24 +139,29 @@ class AutoModel:
         if self.slow_to_build and torch_name is not None and x.numel() < SMALL_PIXELS:
             self.chosen[size] = torch_name  # the default, not a choice: nothing is measured, nothing said
             return self._runner(torch_name).probabilities(x)
-        outputs, seconds = {}, {}
+        outputs, seconds, passes = {}, {}, {}
         for name in list(self.factories):
             try:
-                outputs[name] = self._runner(name).probabilities(x)  # untimed: the first pass pays set-up costs
+                runner = self._runner(name)
+                started = time.perf_counter()
+                outputs[name] = runner.probabilities(x)  # not in the race: the first pass pays set-up costs
             except UserError:
                 del self.factories[name]
                 continue
             seconds[name] = []
+            passes[name] = max(1, math.ceil(ROUND_SECONDS / max(time.perf_counter() - started, 1e-6)))
         if not seconds:
             raise UserError("--backend auto: no backend can run this model")
         racing = list(seconds)
-        for _ in range(ROUNDS):
+        for round_ in range(1, ROUNDS + 1):
             for name in racing:
                 started = time.perf_counter()
-                outputs[name] = self._runner(name).probabilities(x)
-                seconds[name].append(time.perf_counter() - started)
-            best = min(seconds[name][-1] for name in racing)
-            racing = [name for name in racing if seconds[name][-1] <= OUT_OF_RACE * best]
+                for _ in range(passes[name]):
+                    outputs[name] = self._runner(name).probabilities(x)
+                seconds[name].append((time.perf_counter() - started) / passes[name])
+            if round_ == 1:  # later, one slow round must not rule out the fastest candidate
+                best = min(seconds[name][-1] for name in racing)
+                racing = [name for name in racing if seconds[name][-1] <= OUT_OF_RACE * best]
         medians = {name: round(float(np.median(s)), 4) for name, s in seconds.items()}
         name = min(racing, key=medians.get)
         self.chosen[size] = name

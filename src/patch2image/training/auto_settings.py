@@ -37,7 +37,7 @@ ROUNDS = 5
 """Timed steps of each candidate, after one untimed step (kernel selection, allocations): the median
 of five holds against a busy machine's noise where three did not (docs/benchmarks.md)."""
 ROUND_SECONDS = 0.25
-"""A round runs each candidate for at least about this long (several steps when steps are short): single
+"""A candidate's round repeats its step until it lasts about this long (by its untimed step's time): single
 steps of a few tens of milliseconds are at the mercy of the scheduler on a busy machine."""
 OUT_OF_RACE = 1.5
 """After the first timed round, candidates this many times slower than the fastest are timed no more."""
@@ -118,27 +118,27 @@ def _time_steps(model, x, y, options: list[TrainingSettings], device) -> list[li
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         copies = [copy.deepcopy(model).to(device, memory_format=o.memory_format).train() for o in options]
         optimisers = [torch.optim.Adadelta(m.parameters()) for m in copies]
-        racing, failure = [], None
-        for i, option in enumerate(options):  # untimed: kernel selection and allocations
+        racing, steps, failure = [], {}, None
+        for i, option in enumerate(options):  # not in the race: kernel selection and allocations
             try:
+                started = time.perf_counter()
                 _step(copies[i], optimisers[i], x, y, option, device)
             except RuntimeError as exc:  # a precision this device cannot run (bf16 on an old GPU)
                 failure = exc
                 continue
             racing.append(i)
+            steps[i] = max(1, math.ceil(ROUND_SECONDS / max(time.perf_counter() - started, 1e-6)))
         if not racing:
             raise failure
-        steps = 1
         for round_ in range(1, ROUNDS + 1):
             for i in racing:
                 started = time.perf_counter()
-                for _ in range(steps):
+                for _ in range(steps[i]):
                     _step(copies[i], optimisers[i], x, y, options[i], device)
-                seconds[i].append((time.perf_counter() - started) / steps)
+                seconds[i].append((time.perf_counter() - started) / steps[i])
             if round_ == 1:
                 best = min(seconds[i][-1] for i in racing)
                 racing = [i for i in racing if seconds[i][-1] <= OUT_OF_RACE * best]
-                steps = max(1, math.ceil(ROUND_SECONDS / best))
     return seconds
 
 

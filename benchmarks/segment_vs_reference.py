@@ -2,9 +2,10 @@
 
 For each network (default: Mini-Unet and Light), in the same run and in alternation (A B A B ...):
 
-- A: ``patch2image segment IMAGES --model drive-NET --out DIR``, default options (so ``--backend auto``
-  and whatever else is the default), the console script in a fresh process: start-up, imports, model
-  loading, reading, pre-processing, the forward pass and the three PNGs of each image all included;
+- A: ``patch2image segment IMAGES --model drive-NET --out DIR`` (or ``--model M``), default options
+  (so ``--backend auto`` and whatever else is the default), the console script in a fresh process:
+  start-up, imports, model loading, reading, pre-processing, the forward pass and the three PNGs of
+  each image all included;
 - B: ``python ../shared/bench/ref_segment.py NET IMAGES DIR`` (see ``../shared/bench/README.md``) with
   this project's interpreter (the one with torch), also a fresh process.
 
@@ -17,7 +18,7 @@ user cache (the ONNX export and ``--backend auto``'s measurement), as any run af
 does. What that first run costs is measured once apart, with an empty cache folder
 (``PATCH2IMAGE_CACHE_DIR``), and reported as ``first_run_s``.
 
-    .venv/bin/python benchmarks/segment_vs_reference.py [--networks mini-unet light] [--rounds 5]
+    .venv/bin/python benchmarks/segment_vs_reference.py [--networks mini-unet light] [--model M] [--rounds 5]
 
 Writes ``benchmarks/results/segment_vs_reference.json``.
 """
@@ -55,8 +56,8 @@ def timed(command: list[str], out: Path, env: dict | None = None) -> tuple[float
     return seconds, "\n".join(line for line in lines if "backend auto" in line or "segmented" in line)
 
 
-def commands(network: str, images: Path, scratch: Path, extra: list[str]) -> dict[str, list[str]]:
-    ours = [str(ROOT / ".venv" / "bin" / "patch2image"), "segment", str(images), "--model", f"drive-{network}"]
+def commands(network: str, model: str, images: Path, scratch: Path, extra: list[str]) -> dict[str, list[str]]:
+    ours = [str(ROOT / ".venv" / "bin" / "patch2image"), "segment", str(images), "--model", model]
     return {
         "patch2image": [*ours, "--out", str(scratch / "ours"), *extra],
         "reference": [sys.executable, str(REFERENCE), network, str(images), str(scratch / "reference")],
@@ -64,7 +65,7 @@ def commands(network: str, images: Path, scratch: Path, extra: list[str]) -> dic
 
 
 def measure(network: str, args, scratch: Path) -> dict:
-    runs = commands(network, args.images, scratch, args.segment_args)
+    runs = commands(network, args.model or f"drive-{network}", args.images, scratch, args.segment_args)
     outs = {"patch2image": scratch / "ours", "reference": scratch / "reference"}
     with tempfile.TemporaryDirectory() as empty_cache:
         first_run, first_log = timed(runs["patch2image"], outs["patch2image"], os.environ | {
@@ -98,6 +99,9 @@ def measure(network: str, args, scratch: Path) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--networks", nargs="+", default=["mini-unet", "light"])
+    parser.add_argument(
+        "--model", help="the shipped model patch2image runs (default drive-NETWORK; one network), e.g. vessels"
+    )
     parser.add_argument("--rounds", type=int, default=5, help="A B rounds per network (default 5)")
     parser.add_argument("--images", type=Path, default=DRIVE_TEST, help="folder of photographs (DRIVE test images)")
     parser.add_argument(
@@ -106,6 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     parser.add_argument("--out", type=Path, default=JSON_OUT)
     args = parser.parse_args(argv)
+    if args.model and len(args.networks) != 1:
+        sys.exit("error: --model names the model of one network: give --networks NETWORK")
     if not REFERENCE.is_file():
         sys.exit(f"error: {REFERENCE}: the reference script is missing")
     load = [round(v, 2) for v in os.getloadavg()]

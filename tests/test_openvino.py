@@ -11,7 +11,7 @@ from patch2image import cli
 from patch2image.data import read_image
 from patch2image.errors import UserError
 from patch2image.inference import Segmenter, predict_image
-from patch2image.runtime import auto as auto_module
+from patch2image.runtime import race as race_module
 from patch2image.runtime.auto import AutoModel, size_class
 from patch2image.runtime.backends import load_backend
 from patch2image.runtime.cache import read_json
@@ -110,9 +110,7 @@ def test_auto_measures_keeps_the_fastest_and_remembers_it(fresh_cache):
 def test_one_slow_round_does_not_rule_out_the_fastest(fresh_cache, monkeypatch):
     """A busy machine slows one round of the fastest backend: the lowest median still wins."""
     clock = [0.0]
-    monkeypatch.setattr(
-        auto_module, "time", types.SimpleNamespace(perf_counter=lambda: clock[0], strftime=time.strftime)
-    )
+    monkeypatch.setattr(race_module, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
 
     class Scripted:
         def __init__(self, seconds_of_call, value):

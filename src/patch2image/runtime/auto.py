@@ -22,7 +22,6 @@ tests/test_export.py), so the choice changes the speed, not the result.
 """
 
 import json
-import math
 import os
 import platform
 import sys
@@ -35,16 +34,11 @@ import torch
 
 from patch2image.errors import UserError
 from patch2image.runtime.cache import cache_dir, read_json, update_json
+from patch2image.runtime.race import race
 
 CHOICES_FILE = "backend-choice.json"
 ROUNDS = 3
-"""Timed rounds of each candidate, after one untimed pass (kernel selection, allocations)."""
-ROUND_SECONDS = 0.25
-"""A candidate's round repeats its pass until it lasts about this long (by the untimed pass's time): a
-single pass of a small network (tens of milliseconds) on a shared machine is at the mercy of one
-scheduling hiccup."""
-OUT_OF_RACE = 1.5
-"""After the first timed round, candidates this many times slower than the fastest are timed no more."""
+"""Timed rounds of each candidate (see :func:`patch2image.runtime.race.race`)."""
 SMALL_PIXELS = 256 * 256
 """Inputs with fewer pixels (batch included) are not worth a first ONNX export (seconds) to another backend."""
 SIZE_STEP = 64
@@ -139,31 +133,23 @@ class AutoModel:
         if self.slow_to_build and torch_name is not None and x.numel() < SMALL_PIXELS:
             self.chosen[size] = torch_name  # the default, not a choice: nothing is measured, nothing said
             return self._runner(torch_name).probabilities(x)
-        outputs, seconds, passes = {}, {}, {}
+        runners, outputs = {}, {}
         for name in list(self.factories):
             try:
-                runner = self._runner(name)
-                started = time.perf_counter()
-                outputs[name] = runner.probabilities(x)  # not in the race: the first pass pays set-up costs
+                runners[name] = self._runner(name)  # built outside the race: an export or compilation takes seconds
             except UserError:
-                del self.factories[name]
-                continue
-            seconds[name] = []
-            passes[name] = max(1, math.ceil(ROUND_SECONDS / max(time.perf_counter() - started, 1e-6)))
-        if not seconds:
+                del self.factories[name]  # a backend that cannot run this model
+        if not runners:
             raise UserError("--backend auto: no backend can run this model")
-        racing = list(seconds)
-        for round_ in range(1, ROUNDS + 1):
-            for name in racing:
-                started = time.perf_counter()
-                for _ in range(passes[name]):
-                    outputs[name] = self._runner(name).probabilities(x)
-                seconds[name].append((time.perf_counter() - started) / passes[name])
-            if round_ == 1:  # later, one slow round must not rule out the fastest candidate
-                best = min(seconds[name][-1] for name in racing)
-                racing = [name for name in racing if seconds[name][-1] <= OUT_OF_RACE * best]
+
+        def run(name: str):
+            return lambda: outputs.__setitem__(name, runners[name].probabilities(x))
+
+        seconds = race({name: run(name) for name in runners}, ROUNDS, failures=(UserError,))
+        for name in set(runners) - set(seconds):
+            del self.factories[name], self._runners[name]
         medians = {name: round(float(np.median(s)), 4) for name, s in seconds.items()}
-        name = min(racing, key=medians.get)
+        name = min((n for n, s in seconds.items() if len(s) == ROUNDS), key=medians.get)
         self.chosen[size] = name
         self.slow_to_build.clear()  # built now: later size classes try every candidate
         for other in set(self._runners) - set(self.chosen.values()):

@@ -19,7 +19,6 @@ threads, network, batch shape and PyTorch's version: later runs on the machine m
 """
 
 import copy
-import math
 import time
 from dataclasses import asdict, dataclass
 
@@ -29,18 +28,14 @@ import torch
 from patch2image.runtime.auto import processor
 from patch2image.runtime.cache import cache_dir, read_json, update_json
 from patch2image.runtime.precision import PRECISIONS, autocast
+from patch2image.runtime.race import race
 from patch2image.training.loss import bce_dice_loss
 
 CHOICES_FILE = "training-choice.json"
 LAYOUTS = ("channels_last", "contiguous")
 ROUNDS = 5
-"""Timed steps of each candidate, after one untimed step (kernel selection, allocations): the median
+"""Timed rounds of each candidate (see :func:`patch2image.runtime.race.race`): the median
 of five holds against a busy machine's noise where three did not (docs/benchmarks.md)."""
-ROUND_SECONDS = 0.25
-"""A candidate's round repeats its step until it lasts about this long (by its untimed step's time): single
-steps of a few tens of milliseconds are at the mercy of the scheduler on a busy machine."""
-OUT_OF_RACE = 1.5
-"""After the first timed round, candidates this many times slower than the fastest are timed no more."""
 
 
 @dataclass(frozen=True)
@@ -114,32 +109,16 @@ def choose_settings(
 
 def _time_steps(model, x, y, options: list[TrainingSettings], device) -> list[list[float]]:
     """Seconds per training step of each option, measured in alternating rounds on copies of the model."""
-    seconds = [[] for _ in options]
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         copies = [copy.deepcopy(model).to(device, memory_format=o.memory_format).train() for o in options]
         optimisers = [torch.optim.Adadelta(m.parameters()) for m in copies]
-        racing, steps, failure = [], {}, None
-        for i, option in enumerate(options):  # not in the race: kernel selection and allocations
-            try:
-                started = time.perf_counter()
-                _step(copies[i], optimisers[i], x, y, option, device)
-            except RuntimeError as exc:  # a precision this device cannot run (bf16 on an old GPU)
-                failure = exc
-                continue
-            racing.append(i)
-            steps[i] = max(1, math.ceil(ROUND_SECONDS / max(time.perf_counter() - started, 1e-6)))
-        if not racing:
-            raise failure
-        for round_ in range(1, ROUNDS + 1):
-            for i in racing:
-                started = time.perf_counter()
-                for _ in range(steps[i]):
-                    _step(copies[i], optimisers[i], x, y, options[i], device)
-                seconds[i].append((time.perf_counter() - started) / steps[i])
-            if round_ == 1:
-                best = min(seconds[i][-1] for i in racing)
-                racing = [i for i in racing if seconds[i][-1] <= OUT_OF_RACE * best]
-    return seconds
+
+        def step(i: int):
+            return lambda: _step(copies[i], optimisers[i], x, y, options[i], device)
+
+        # RuntimeError: a precision this device cannot run (bf16 on an old GPU)
+        seconds = race({i: step(i) for i in range(len(options))}, ROUNDS, failures=(RuntimeError,))
+    return [seconds.get(i, []) for i in range(len(options))]
 
 
 def _step(model, optimiser, x, y, settings: TrainingSettings, device) -> None:

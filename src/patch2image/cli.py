@@ -6,9 +6,7 @@ Every ``UserError`` becomes one line on stderr and exit status 2; no traceback r
 """
 
 import argparse
-import gc
 import json
-import os
 import sys
 import warnings
 
@@ -528,16 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
     try:
-        code = args.run(args)
-        if code == 143 and argv is None:  # SIGTERM, from the command line: cleaned up, outputs settled
-            # End as SIGTERM would have, without the interpreter's teardown of the stopped worker pool and
-            # the runtimes' thread pools: nothing is left to write. The pool is collected first, so that its
-            # semaphores are released (else the resource tracker warns).
-            gc.collect()
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(143)
-        return code
+        return args.run(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -28,7 +28,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import torch
 from machine import describe_machine
 
@@ -39,14 +38,12 @@ IMAGE = ROOT.parent / "shared" / "datasets" / "DRIVE" / "test" / "images" / "01_
 def network_input(model: str) -> torch.Tensor:
     """The DRIVE photograph pre-processed as ``segment`` does, as the runners' (1, C, H, W) batch."""
     from patch2image.data.io import read_image
-    from patch2image.inference import Segmenter, _pad_to_multiple
-    from patch2image.preprocessing import as_channels
+    from patch2image.inference import Segmenter, _batch_of_one, _pad_to_multiple
     from patch2image.weights import load_model
 
     network, metadata = load_model(model)
     image = Segmenter(network, metadata).prepare(read_image(IMAGE))
-    padded = _pad_to_multiple(image, metadata.size_divisor)
-    return torch.from_numpy(np.ascontiguousarray(as_channels(padded)))[None]
+    return _batch_of_one(_pad_to_multiple(image, metadata.size_divisor))
 
 
 def measure(model: str, rounds: int) -> dict:

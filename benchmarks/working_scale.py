@@ -92,7 +92,7 @@ def main() -> None:
         "machine": describe_machine(),
         "command": "python benchmarks/working_scale.py " + " ".join(sys.argv[1:]),
     }
-    name = metadata.name or metadata.experiment or Path(args.model).stem
+    name = metadata.model_name(args.model)
     out = Path(args.out) / f"working_scale-{name}-{dataset.kind}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1) + "\n")

@@ -60,7 +60,7 @@ def main() -> None:
     files = []
     for model in args.models:
         metadata = load_model(model)[1]
-        name = metadata.name or metadata.experiment or Path(model).stem  # what evaluate records as the model
+        name = metadata.model_name(model)  # what evaluate records as the model
         files += [evaluate(model, name, kind, trained_folds(metadata), root, out) for kind in FOLDERS]
     files += sorted(p for p in out.glob("*.json") if p not in files)
     report = [str(ROOT / ".venv/bin/patch2image"), "report", *map(str, files), "--out", str(out / "report")]

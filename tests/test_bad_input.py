@@ -401,6 +401,10 @@ CONFIGS = [
     pytest.param("name: x\n  seed: 1\n", "YAML (mapping values are not allowed here at line 2", id="bad-indent"),
     pytest.param("", "empty; expected a mapping of keys", id="empty-file"),
     pytest.param("- name: x\n", "expected a mapping of keys, got list", id="list-not-mapping"),
+    pytest.param(b"\x89PNG\r\n\x1a\n\xff\xfe", "not a text file", id="binary-file"),
+    pytest.param(
+        _smoke(phases={"finetune": {"epochs": 1}}), "phases.finetune needs phases.patch", id="finetune-without-patch"
+    ),
 ]
 
 
@@ -411,7 +415,7 @@ def test_bad_configuration_names_the_key(tmp_path, capsys, request, config, says
         config = yaml.safe_dump(config)
         if "{datasets}" in config:
             config = config.replace("{datasets}", str(request.getfixturevalue("datasets")))
-    path.write_text(config)
+    path.write_bytes(config if isinstance(config, bytes) else config.encode())
     code, _, err = _cli(capsys, "train", path, "--out", tmp_path / "run")
     _one_error(code, err, f"error: {path}: ", says)
     # Refused before the run directory is claimed: the fixed configuration runs with the same --out.
@@ -793,3 +797,60 @@ def test_damaged_checkpoint_on_resume_is_one_line(tmp_path, capsys, monkeypatch)
     monkeypatch.undo()
     code, _, err = _cli(capsys, "train", config, "--out", out, "--resume", "--quiet")
     _one_error(code, err, f"error: {checkpoint}: unreadable checkpoint", "delete it to restart this phase")
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (("--threshold", "1.7"), "--threshold 1.7: must be between 0 and 1"),
+        (("--mode", "patch", "--stride", "0"), "--stride 0: must be between 1 and the patch size (32)"),
+        (("--mode", "patch", "--stride", "33"), "--stride 33: must be between 1 and the patch size (32)"),
+    ],
+)
+def test_evaluate_options_out_of_range(tmp_path, capsys, one_image, argv, says):
+    weights = tmp_path / "x.safetensors"
+    save_weights(weights, create_network("light"), {"network": "light"})
+    data = ("--images", one_image / "images", "--labels", one_image / "labels")
+    _one_error(*_cli(capsys, "evaluate", "--model", weights, *data, *argv)[::2], says)
+
+
+@pytest.mark.parametrize("device", ["foo", "cuda:9"])
+def test_unknown_training_device(tmp_path, capsys, device):
+    code, _, err = _cli(capsys, "train", _fast_config(tmp_path), "--out", tmp_path / "run", "--device", device)
+    _one_error(code, err, f"--device {device}: ")
+
+
+@pytest.mark.parametrize("damaged", ["run.json", "config.yaml"])
+def test_damaged_run_files_on_resume_and_report(tmp_path, capsys, monkeypatch, damaged):
+    config, out = _fast_config(tmp_path), tmp_path / "run"
+    _interrupt_at(monkeypatch, 2)
+    assert _cli(capsys, "train", config, "--out", out, "--quiet")[0] == 130
+    monkeypatch.undo()
+    (out / damaged).write_text("{not: [valid")
+    code, _, err = _cli(capsys, "train", config, "--out", out, "--resume", "--quiet")
+    _one_error(code, err, f"error: {out / damaged}: not valid")
+    code, _, err = _cli(capsys, "report", out, "--out", tmp_path / "report")
+    _one_error(code, err, f"error: {out / damaged}: not valid")
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '{"whole": {}}', "{not json"])
+def test_report_of_a_json_that_is_not_an_evaluation(tmp_path, capsys, content):
+    path = tmp_path / "x.json"
+    path.write_text(content)
+    code, _, err = _cli(capsys, "report", path, "--out", tmp_path / "report")
+    _one_error(code, err, f"error: {path}: not an evaluation")
+
+
+def test_weights_metadata_with_an_empty_schema_loads(tmp_path):
+    path = tmp_path / "x.safetensors"
+    save_weights(path, create_network("light"), {"network": "light", "schema": None})
+    assert load_model(path)[1].schema == weights_module.SCHEMA
+
+
+def test_file_system_error_without_a_file_name(capsys, monkeypatch):
+    def refuse(args):
+        raise OSError("PNG encoding failed")
+
+    monkeypatch.setattr("patch2image.cli.cmd_data_check", refuse)
+    code, _, err = _cli(capsys, "data", "check", "somewhere")
+    assert code == 2 and err == "error: PNG encoding failed\n"

@@ -44,7 +44,8 @@ def test_drive_run_scores_the_20_test_images_in_every_row(drive_run):
 def test_evaluate_a_run_directory(drive_run, tmp_path, capsys):
     assert main(["evaluate", str(drive_run), "--json", str(tmp_path / "rows.json")]) == 0
     assert "Image/Fine-tuned" in capsys.readouterr().out or "finetuned" in (tmp_path / "rows.json").read_text()
-    assert set(json.loads((tmp_path / "rows.json").read_text())) >= {"patch", "frozen", "finetuned", "scratch"}
+    strict = json.loads((tmp_path / "rows.json").read_text(), parse_constant=lambda token: pytest.fail(token))
+    assert set(strict) >= {"patch", "frozen", "finetuned", "scratch"}
 
 
 def test_evaluate_a_model_on_drive_reproduces_the_run_row(drive_run, datasets, tmp_path):

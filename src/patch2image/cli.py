@@ -75,9 +75,9 @@ def cmd_demo(args) -> int:
     """The main job: segment scikit-image's sample fundus photograph with a shipped model."""
     from pathlib import Path
 
-    import cv2
     from skimage.data import retina
 
+    from patch2image.data.io import write_png
     from patch2image.weights import default_model
 
     model = args.model or default_model()
@@ -86,7 +86,7 @@ def cmd_demo(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     photo = out / "retina.png"
-    cv2.imwrite(str(photo), retina()[..., ::-1])
+    write_png(photo, retina())
     print(f"segmenting scikit-image's sample fundus photograph ({photo}) with {model}")
     code = main(["segment", str(photo), "--model", model, "--out", str(out)])
     if code == 0:
@@ -121,15 +121,24 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from patch2image.evaluation import PROTOCOLS, evaluate_model, format_results, read_run_metrics, write_evaluation
+    from patch2image.evaluation import (
+        PROTOCOLS,
+        evaluate_model,
+        format_results,
+        json_safe,
+        read_run_metrics,
+        write_evaluation,
+    )
     from patch2image.files import write_text
 
+    if not 0 <= args.threshold <= 1:
+        raise UserError(f"--threshold {args.threshold}: must be between 0 and 1")
     if args.run_dir:
         rows = read_run_metrics(args.run_dir)
         if not rows:
             raise UserError(f"{args.run_dir}: no metrics/<row>.json; is it a run directory of patch2image train?")
         if args.json:
-            write_text(args.json, json.dumps(rows, indent=1, default=lambda v: None))
+            write_text(args.json, json.dumps(json_safe(rows), indent=1))
     else:
         if not args.model:
             raise UserError("give a RUN_DIR, or --model NAME_OR_WEIGHTS with a dataset")
@@ -194,7 +203,7 @@ def _add_segment_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision", choices=["auto", "fp32", "bf16"], default="auto",
         help="bf16: bfloat16 (PyTorch autocast, OpenVINO); auto (default): float32 or bfloat16, whichever runs faster "
-        "here (bfloat16 moved DRIVE's AUC and Dice by under 1e-4, docs/benchmarks.md); fp32: float32 only",
+        "here (bfloat16 moved DRIVE's AUC and Dice by at most 2e-5, docs/benchmarks.md); fp32: float32 only",
     )  # fmt: skip
     parser.add_argument("--threads", type=int, default=None, help="CPU threads of the network (default: all)")
     parser.add_argument(
@@ -389,12 +398,11 @@ def _export_int8(model, metadata, args) -> int:
     from patch2image.data import read_image
     from patch2image.files import atomic_write
     from patch2image.inference import Segmenter, predict_image
-    from patch2image.runtime.export import OnnxModel, onnx_bytes
+    from patch2image.runtime.export import OnnxModel, check_opset, onnx_bytes
     from patch2image.runtime.quantise import quantise_onnx
     from patch2image.segment import expand_inputs
 
-    if args.opset < 17:
-        raise UserError(f"--opset {args.opset}: patch2image exports opset 17 or later")
+    check_opset(args.opset)  # refused before the calibration photographs are read
     files, problems = expand_inputs(args.int8)
     if problems:
         raise UserError(problems[0])
@@ -439,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="segment a sample fundus photograph with a shipped model")
     demo.add_argument("--out", default="runs/demo", help="folder for the photograph and its segmentation")
-    demo.add_argument("--model", help="a shipped model's name or a weights file (default: the best shipped)")
+    demo.add_argument("--model", help="a shipped model's name or a weights file (default: vessels)")
     demo.set_defaults(run=cmd_demo)
 
     models = commands.add_parser("models", help="list the trained models shipped with the package")
@@ -468,18 +476,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--threshold", type=float, default=0.5)
     evaluate.add_argument("--tta", action="store_true", help=TTA_HELP)
     _add_backend_argument(evaluate)
-    evaluate.add_argument("--json", help="write the metrics here (and the per-image CSV beside it)")
+    evaluate.add_argument("--json", help="write the metrics here (with --model, also the per-image CSV beside it)")
     evaluate.set_defaults(run=cmd_evaluate, path=None)
 
     segment = commands.add_parser("segment", help="segment photographs: probability maps, masks, overlays")
     _add_segment_arguments(segment)
     segment.set_defaults(run=cmd_segment)
 
+    from patch2image.runtime.export import MIN_OPSET, OPSET
+
     export = commands.add_parser("export", help="export a model as ONNX with dynamic height and width")
     export.add_argument("model", metavar="NAME_OR_WEIGHTS", help="a shipped model's name or a .safetensors file")
     export.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
     export.add_argument("--network", metavar="MODULE:CLASS", help=USER_NETWORK_HELP)
-    export.add_argument("--opset", type=int, default=18, help="ONNX opset, 17 or later (default 18)")
+    export.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset, {MIN_OPSET} or later (default {OPSET})")
     export.add_argument(
         "--int8", nargs="+", metavar="PHOTO",
         help="quantise to int8, calibrated on these photographs, folders or patterns (about 20 from the camera "
@@ -531,7 +541,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # the file system refused: a path that is a file, no permission, a full disk
-        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         hint = "; rerun with --resume to continue from the last finished epoch" if args.command == "train" else ""

@@ -18,10 +18,9 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from patch2image.data.datasets import DATASETS
 from patch2image.errors import UserError
+from patch2image.files import read_yaml
 from patch2image.preprocessing import Preprocessing
 
 DATASET_KINDS = (*DATASETS, "synthetic")
@@ -129,16 +128,9 @@ class Config:
 def load_config(path: str | Path, fold: int | None = None) -> Config:
     """Read and check a configuration file; ``fold`` replaces its ``dataset.fold`` (cross-validation)."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such configuration file") from None
-    except yaml.YAMLError as exc:
-        # "expected ',' or '}' ... at line 3, column 1": the problem and where, on one line.
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise UserError(f"{path}: not valid YAML ({problem}{where})") from None
+    if not path.is_file():
+        raise UserError(f"{path}: no such configuration file")
+    raw = read_yaml(path)
     if fold is not None and isinstance(raw, dict):
         raw["dataset"] = _with_fold(raw.get("dataset"), fold)
     config = config_from_dict(raw, source=str(path))
@@ -154,11 +146,6 @@ def _with_fold(dataset, fold: int):
         ]
         return [{**d, "fold": fold} if d in folded else d for d in dataset]
     return {**(dataset or {}), "fold": fold}
-
-
-def _has_folds(dataset) -> bool:
-    spec = DATASETS.get(dataset.get("kind")) if isinstance(dataset, dict) else None
-    return bool(spec and spec.folds())
 
 
 def _resolved_path(dataset: DatasetConfig, config_path: Path) -> DatasetConfig:
@@ -277,6 +264,8 @@ def _check_ranges(config: Config, source: str) -> None:
     for key, value, ok, expected in checks:
         if not ok:
             raise UserError(f"{source}: {key}: {value!r} is out of range; expected {expected}")
+    if "finetune" in config.phases and "patch" not in config.phases:
+        raise UserError(f"{source}: phases.finetune needs phases.patch, whose weights it starts from")
 
 
 def _is_size(size: list[int] | None) -> bool:

@@ -101,6 +101,8 @@ def evaluate_model(
     model_name = model
     if not isinstance(model, Segmenter):
         weights, metadata, _ = load_backend(model, backend, network=network, announce=announce)
+        if mode == "patch" and not 1 <= stride <= metadata.patch_size:
+            raise UserError(f"--stride {stride}: must be between 1 and the patch size ({metadata.patch_size})")
         same = metadata.dataset == dataset.kind and metadata.input_size
         model = Segmenter(weights, metadata, mode=mode, stride=stride, size=TRAINING_SIZE if same else None, tta=tta)
     if split == "test" and dataset.kind == "folder" and not dataset.folds() and "test" not in dataset.groups:
@@ -112,9 +114,7 @@ def evaluate_model(
     result = evaluate_cases(((s.name, model(s.image), s.label, s.fov) for s in samples), threshold)
     metadata = model.metadata
     result["source"] = {  # what was scored on what: the cross-dataset report reads this
-        "model": metadata.name
-        or metadata.experiment
-        or (Path(model_name).stem if isinstance(model_name, str | Path) else None),
+        "model": metadata.model_name(model_name),
         "trained_on": metadata.dataset,
         "fold_trained": metadata.fold,
         "dataset": dataset.kind,
@@ -213,7 +213,7 @@ def write_evaluation(result: dict, json_path: str | Path) -> None:
     The CSV has the columns ``protocol,name,auc,spec,sens,acc,dice,jaccard,auprc``.
     """
     json_path = Path(json_path)
-    write_text(json_path, _dumps(_nan_to_none(result)) + "\n")
+    write_text(json_path, _dumps(json_safe(result)) + "\n")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["protocol", "name", *METRICS])
@@ -226,9 +226,10 @@ def write_evaluation(result: dict, json_path: str | Path) -> None:
 def read_evaluation(json_path: str | Path) -> dict:
     """Read a result that :func:`write_evaluation` wrote; ``null`` metric values come back as NaN."""
     result = json.loads(Path(json_path).read_text())
-    for protocol in (result.get(name) for name in PROTOCOLS):  # other entries (``source``) are left as they are
-        if not isinstance(protocol, dict):
-            continue
+    protocols = [result.get(name) for name in PROTOCOLS] if isinstance(result, dict) else [None]
+    if not any(protocols) or not all(p is None or isinstance(p, dict) for p in protocols):
+        raise ValueError(f"expected an object holding one or both of the protocols {', '.join(PROTOCOLS)}")
+    for protocol in filter(None, protocols):  # other entries (``source``) are left as they are
         for values in [protocol.get("mean", {}), protocol.get("pooled", {}), *protocol.get("images", [])]:
             for name in METRICS:
                 if name in values and values[name] is None:
@@ -240,12 +241,12 @@ def _csv_value(value) -> str:
     return "" if value is None or math.isnan(value) else repr(float(value))
 
 
-def _nan_to_none(value):
+def json_safe(value):
     """JSON has no NaN: strict parsers (browsers, jq) reject Python's ``NaN`` token."""
     if isinstance(value, dict):
-        return {key: _nan_to_none(item) for key, item in value.items()}
+        return {key: json_safe(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_nan_to_none(item) for item in value]
+        return [json_safe(item) for item in value]
     if isinstance(value, float | np.floating):
         return None if math.isnan(value) else float(value)
     if isinstance(value, np.integer):

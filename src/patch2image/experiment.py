@@ -29,7 +29,7 @@ from patch2image.data.field_of_view import fov_diameter
 from patch2image.data.synthetic import write_synthetic_dataset
 from patch2image.errors import UserError
 from patch2image.evaluation import SECOND_OBSERVER, evaluate_cases, read_run_metrics, write_evaluation
-from patch2image.files import write_text
+from patch2image.files import read_json, read_yaml, write_text
 from patch2image.inference import predict_image, predict_patches
 from patch2image.metrics import best_dice_threshold
 from patch2image.networks import count_parameters, create_network, size_divisor
@@ -177,7 +177,7 @@ class Run:
             if len(config.datasets) > 1
             else {},
         )
-        self.info = _read_json(self.out / "run.json") or {
+        self.info = read_json(self.out / "run.json") or {
             "experiment": config.name,
             "network": config.network,
             "parameters": count_parameters(network),
@@ -208,7 +208,7 @@ class Run:
         )  # fmt: skip
         if distributed.is_main():
             _write_history(self.out / "history.csv", phase, rows)
-            # The epochs' own times survive an interruption in the checkpoint; a killed session's clock does not.
+            # The epochs' own times survive an interruption in the checkpoint; a killed process's clock does not.
             self.info["wall_seconds"][phase] = round(sum(float(r["seconds"]) for r in rows), 1)
             if rows and rows[-1].get("settings"):  # what auto chose: a run is repeated exactly by fixing it
                 self.info.setdefault("training_settings", {})[phase] = rows[-1]["settings"]
@@ -259,8 +259,6 @@ def patch_training(run: Run) -> None:
 
 def fine_tuning(run: Run) -> None:
     """Phase 4: the transferred weights trained further on whole images; row Image/Fine-tuned."""
-    if "patch" not in run.config.phases:
-        raise UserError(f"{run.config.name}: phases.finetune needs phases.patch, whose weights it starts from")
     model = run.trained("finetune", run.train.training_data(), run.config.augmentation, start_from="patch")
     run.score("finetuned", lambda g: predict_image(model, g))
 
@@ -369,7 +367,7 @@ def _check_run_dir(config: Config, out: Path, resume: bool) -> Path:
         if not resume:
             raise UserError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
         # Read back through the configuration's own checks, so keys added since take their defaults.
-        if config_from_dict(yaml.safe_load(stored.read_text()), str(stored)).to_dict() != config.to_dict():
+        if config_from_dict(read_yaml(stored), str(stored)).to_dict() != config.to_dict():
             raise UserError(f"{out}: the run was made with another configuration; it cannot be resumed with this one")
     return stored
 
@@ -377,7 +375,3 @@ def _check_run_dir(config: Config, out: Path, resume: bool) -> Path:
 def _fold(config: Config) -> int | None:
     """The fold of a one-dataset run (several datasets: their folds are in the metadata's ``extra``)."""
     return config.datasets[0].fold if len(config.datasets) == 1 else None
-
-
-def _read_json(path: Path):
-    return json.loads(path.read_text()) if path.exists() else None

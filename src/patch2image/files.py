@@ -2,6 +2,7 @@
 
 import contextlib
 import errno
+import json
 import os
 import stat
 from pathlib import Path
@@ -117,3 +118,32 @@ def write_text(path: str | Path, text: str) -> None:
 def same_file(a: str | Path, b: str | Path) -> bool:
     """Whether two paths name one file (links followed), whether or not it exists yet."""
     return Path(os.path.realpath(a)) == Path(os.path.realpath(b))
+
+
+def read_yaml(path: str | Path):
+    """A YAML file's content; a file that is not YAML (or not text) is a one-line :class:`UserError`."""
+    import yaml
+
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file") from None
+    except yaml.YAMLError as exc:
+        # "expected ',' or '}' ... at line 3, column 1": the problem and where, on one line.
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UserError(f"{path}: not valid YAML ({problem}{where})") from None
+
+
+def read_json(path: str | Path):
+    """A JSON file's content, or None when there is no file; a damaged file is a one-line :class:`UserError`."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None

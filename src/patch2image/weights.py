@@ -70,6 +70,11 @@ class WeightsMetadata:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def model_name(self, weights: str | Path | None = None) -> str | None:
+        """What reports call the model: its shipped name, else its experiment, else the weights file's stem."""
+        stem = Path(weights).stem if isinstance(weights, str | Path) else None
+        return self.name or self.experiment or stem
+
     @classmethod
     def from_dict(cls, raw, source: str = "weights metadata") -> "WeightsMetadata":
         """Read a stored dictionary; files of the first schema (an untyped dictionary) are upgraded.
@@ -87,7 +92,7 @@ class WeightsMetadata:
                 extra[key] = value
             elif value is not None:
                 known[key] = _checked(hints[key], value, f"{source}: metadata {key}")
-        if raw.get("schema", 1) < SCHEMA:
+        if (raw.get("schema") or 1) < SCHEMA:
             known["schema"] = SCHEMA  # the first schema's keys are a subset of this one's
         return cls(**known, extra=extra)
 

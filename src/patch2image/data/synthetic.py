@@ -10,6 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from patch2image.data.io import write_png
+
 
 def make_case(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One (rgb uint8, vessel label bool, fov bool) case of side ``size``."""
@@ -50,7 +52,7 @@ def _draw_branch(canvas, rng, start, angle, length, width, depth):
 def write_synthetic_dataset(
     root: str | Path, n_train: int = 16, n_test: int = 4, size: int = 128, seed: int = 0
 ) -> Path:
-    """Write ``root/{train,test}/{images,labels,masks}/NN.png``, a layout the folder reader understands.
+    """Write ``root/{train,test}/{images,labels,masks}/{train,test}NN.png``, a layout the folder reader understands.
 
     Nothing is rewritten when the files for this seed are already there.
     """
@@ -65,8 +67,8 @@ def write_synthetic_dataset(
         for i in range(count):
             rgb, label, fov = make_case(rng, size)
             name = f"{split}{i + 1:02d}.png"
-            cv2.imwrite(str(root / split / "images" / name), rgb[..., ::-1])
-            cv2.imwrite(str(root / split / "labels" / name), label.astype(np.uint8) * 255)
-            cv2.imwrite(str(root / split / "masks" / name), fov.astype(np.uint8) * 255)
+            write_png(root / split / "images" / name, rgb)
+            write_png(root / split / "labels" / name, label.astype(np.uint8) * 255)
+            write_png(root / split / "masks" / name, fov.astype(np.uint8) * 255)
     stamp.touch()
     return root

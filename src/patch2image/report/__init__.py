@@ -23,7 +23,7 @@ from pathlib import Path
 
 from patch2image.errors import UserError
 
-__all__ = ["add_report_arguments", "build_report", "cmd_report"]
+__all__ = ["build_report"]
 
 PAGE_MARKER = "<!-- patch2image report: everything below this line is generated -->"
 

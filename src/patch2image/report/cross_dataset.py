@@ -44,6 +44,7 @@ def load_evaluation(path: Path) -> Evaluation:
         result = read_evaluation(path)
         source = result["source"]
         model, dataset = str(source["model"]), str(source["dataset"])
+        images = len(result["fov"]["images"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{path}: not an evaluation of `patch2image evaluate --model ... --json` ({exc!r})") from None
     return Evaluation(
@@ -52,7 +53,7 @@ def load_evaluation(path: Path) -> Evaluation:
         trained_on=str(source.get("trained_on") or "").split("+"),
         dataset=dataset,
         split=str(source.get("split") or "test"),
-        images=len(result["fov"]["images"]),
+        images=images,
         result=result,
     )
 

@@ -6,18 +6,16 @@ cross-validation fold form one group, whose rows merge the folds' evaluations in
 """
 
 import csv
-import json
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from patch2image.config import PROTOCOLS as TRAINING_PROTOCOLS
 from patch2image.data import DATASETS
 from patch2image.errors import UserError
 from patch2image.evaluation import PROTOCOLS, ROWS, SECOND_OBSERVER, merge_evaluations, read_run_metrics
+from patch2image.files import read_json, read_yaml
 from patch2image.networks import NETWORKS
 
 NETWORK_ORDER = ("light", "mini-unet", "dense")
@@ -114,10 +112,7 @@ def find_run_dirs(paths: list[str | Path]) -> list[Path]:
 
 def load_run(path: Path) -> Run:
     source = path / "config.yaml"
-    try:
-        config = yaml.safe_load(source.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    config = read_yaml(source) or {}
     if not isinstance(config, dict):
         raise UserError(f"{source}: not a configuration (a mapping of keys to values)")
     datasets = config.get("dataset") or {}
@@ -140,7 +135,7 @@ def load_run(path: Path) -> Run:
         protocol=_known(source, "protocol", config.get("protocol") or "paper", TRAINING_PROTOCOLS),
         results=results,
         history=_read_history(path / "history.csv"),
-        info=json.loads((path / "run.json").read_text()) if (path / "run.json").is_file() else {},
+        info=read_json(path / "run.json") or {},
         config=config,
     )
 

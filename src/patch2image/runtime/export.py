@@ -28,8 +28,13 @@ from patch2image.networks import size_divisor
 from patch2image.preprocessing import preprocessing_from
 from patch2image.weights import METADATA_KEY, WeightsMetadata
 
-OPSET = 18
+OPSET, MIN_OPSET = 18, 17
 INPUT_NAME, OUTPUT_NAME = "image", "probability"
+
+
+def check_opset(opset: int) -> None:
+    if opset < MIN_OPSET:
+        raise UserError(f"--opset {opset}: patch2image exports opset {MIN_OPSET} or later")
 
 
 class _WithSigmoid(nn.Module):
@@ -43,6 +48,7 @@ class _WithSigmoid(nn.Module):
 
 def onnx_bytes(model: nn.Module, metadata: WeightsMetadata | dict, opset: int = OPSET) -> bytes:
     """The serialised ONNX model of ``model`` (logits network) with a sigmoid and ``metadata`` embedded."""
+    check_opset(opset)
     wrapped = _WithSigmoid(model).eval()
     divisor = size_divisor(model)
     metadata = dataclasses.replace(WeightsMetadata.coerce(metadata), size_divisor=divisor)
@@ -90,15 +96,13 @@ def export_onnx(model: nn.Module, path: str | Path, metadata: WeightsMetadata, o
     metadata : WeightsMetadata
         The weights' metadata, embedded in the model's ``metadata_props``.
     opset : int
-        ONNX opset, 17 or later.
+        ONNX opset, ``MIN_OPSET`` or later.
 
     Returns
     -------
     difference : float
         The largest difference between onnxruntime's and PyTorch's probabilities on a random image.
     """
-    if opset < 17:
-        raise UserError(f"--opset {opset}: patch2image exports opset 17 or later")
     data = onnx_bytes(model, metadata, opset)
     with atomic_write(path) as tmp:
         Path(tmp).write_bytes(data)

@@ -62,6 +62,7 @@ from patch2image.segment import (
     largest_region,
     output_stem,
     overlay,
+    probability_png,
 )
 from patch2image.weights import (
     DEFAULT_MODELS,
@@ -434,8 +435,7 @@ class ServeState:
     def _image(result: Result, kind: str, threshold: float) -> np.ndarray:
         folder = result.folder
         if kind == "prob.png":
-            # 16-bit grey: probability x 65535.
-            return np.round(np.load(folder / "prob.npy") * 65535).astype(np.uint16)
+            return probability_png(np.load(folder / "prob.npy"))
         if kind in ("photo.png", "preview.png"):
             rgb = np.load(folder / "rgb.npy")
             return rgb if kind == "photo.png" else _shrink(rgb, result, cv2.INTER_AREA)
@@ -452,7 +452,7 @@ class ServeState:
     @staticmethod
     def _preview_probabilities(result: Result) -> bytes:
         prob = _shrink(np.load(result.folder / "prob.npy"), result, cv2.INTER_AREA)
-        return np.round(np.clip(prob, 0, 1) * 65535).astype("<u2").tobytes()
+        return probability_png(prob).astype("<u2").tobytes()
 
     def zip(self, results: list[Result], threshold: float | None) -> tempfile.SpooledTemporaryFile | None:
         """A ZIP of the three outputs (and a small JSON of settings) of each result, in this server's folder."""

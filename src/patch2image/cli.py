@@ -172,6 +172,7 @@ def cmd_evaluate(args) -> int:
 
 def _add_segment_arguments(parser: argparse.ArgumentParser) -> None:
     from patch2image.inference import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP
+    from patch2image.runtime.backends import PRECISION_CHOICES
 
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     parser.add_argument(
@@ -201,7 +202,7 @@ def _add_segment_arguments(parser: argparse.ArgumentParser) -> None:
         "--overlap", type=int, default=DEFAULT_OVERLAP, help=f"tile overlap (default {DEFAULT_OVERLAP})"
     )
     parser.add_argument(
-        "--precision", choices=["auto", "fp32", "bf16"], default="auto",
+        "--precision", choices=PRECISION_CHOICES, default="auto",
         help="bf16: bfloat16 (PyTorch autocast, OpenVINO); auto (default): float32 or bfloat16, whichever runs faster "
         "here (bfloat16 moved DRIVE's AUC and Dice by at most 2e-5, docs/benchmarks.md); fp32: float32 only",
     )  # fmt: skip
@@ -240,7 +241,7 @@ def _add_backend_argument(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _check_arguments(args: argparse.Namespace) -> None:
+def _check_segment_arguments(args: argparse.Namespace) -> None:
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise UserError(f"--threshold {args.threshold}: must be between 0 and 1")
     if args.stride < 1:
@@ -279,7 +280,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         segment_files,
     )
 
-    _check_arguments(args)
+    _check_segment_arguments(args)
     if args.threads:
         import torch
 

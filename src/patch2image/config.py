@@ -22,6 +22,7 @@ from patch2image.data.datasets import DATASETS
 from patch2image.errors import UserError
 from patch2image.files import read_yaml
 from patch2image.preprocessing import Preprocessing
+from patch2image.runtime.precision import LAYOUTS, PRECISIONS
 
 DATASET_KINDS = (*DATASETS, "synthetic")
 
@@ -73,7 +74,7 @@ PAPER_PHASES = {
 """The paper's training: patches in mini-batches of 32 until 30 epochs bring no improvement,
 whole images one at a time for 300 epochs; AdaDelta at learning rate 1.0 throughout."""
 PHASES = tuple(PAPER_PHASES)
-PROTOCOLS = ("paper", "budget", "demo", "smoke")
+TRAINING_PROTOCOLS = ("paper", "budget", "demo", "smoke")
 """paper: the published settings; budget: fewer epochs (and a coarser Patch row) to fit 2 CPU cores;
 demo: minutes on the embedded synthetic data; smoke: seconds, for tests. Reports keep each protocol
 in its own section."""
@@ -91,7 +92,7 @@ class Config:
     network: str = "light"  # a registered network, or a user's module:Class
     network_args: dict = field(default_factory=dict)  # keyword arguments of the network's constructor
     seed: int = 0
-    protocol: str = "paper"  # one of PROTOCOLS
+    protocol: str = "paper"  # one of TRAINING_PROTOCOLS
     precision: str = "auto"  # fp32, bf16 autocast, or auto: the faster here, measured before each phase
     layout: str = "auto"  # channels_last, contiguous, or auto: the faster here, measured with the precision
     dataset: DatasetConfig | list[DatasetConfig] = field(default_factory=DatasetConfig)
@@ -186,12 +187,12 @@ def config_from_dict(raw, source: str = "configuration") -> Config:
         raise UserError(f"{source}: dataset: an empty list; name at least one dataset")
     if len(tasks) > 1:
         raise UserError(f"{source}: dataset: the datasets have different tasks ({', '.join(sorted(tasks))})")
-    _check_choice(source, "protocol", config.protocol, PROTOCOLS)
+    _check_choice(source, "protocol", config.protocol, TRAINING_PROTOCOLS)
     if "sampling" not in (raw.get("patches") or {}):
         sampling = "balanced" if tasks == {"optic_disc"} else "grid"
         config = dataclasses.replace(config, patches=dataclasses.replace(config.patches, sampling=sampling))
-    _check_choice(source, "precision", config.precision, ("auto", "bf16", "fp32"))
-    _check_choice(source, "layout", config.layout, ("auto", "channels_last", "contiguous"))
+    _check_choice(source, "precision", config.precision, ("auto", *PRECISIONS))
+    _check_choice(source, "layout", config.layout, ("auto", *LAYOUTS))
     _check_choice(source, "augmentation.level", config.augmentation.level, ("image", "patch"))
     if config.patches.sampling not in ("grid", "balanced", "random"):
         raise UserError(f"{source}: patches.sampling: {config.patches.sampling!r} is not grid, balanced or random")

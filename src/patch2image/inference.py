@@ -38,7 +38,7 @@ from torch.nn import functional as F
 from patch2image.errors import UserError
 from patch2image.networks import size_divisor
 from patch2image.preprocessing import as_channels, preprocessing_from, resize, round_to_multiple
-from patch2image.runtime.precision import autocast
+from patch2image.runtime.precision import PRECISIONS, autocast
 from patch2image.weights import WeightsMetadata
 
 DEFAULT_MAX_PIXELS = 1_500_000
@@ -60,7 +60,7 @@ class TorchProbabilities:
     """A logits network as a probability function: eval mode, no autograd, channels-last (by default), optional bf16."""
 
     def __init__(self, model: nn.Module, precision: str = "fp32", memory_format=torch.channels_last):
-        if precision not in ("fp32", "bf16"):
+        if precision not in PRECISIONS:
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         self.model = model
         self.precision = precision

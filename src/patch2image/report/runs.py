@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from patch2image.config import PROTOCOLS as TRAINING_PROTOCOLS
+from patch2image.config import TRAINING_PROTOCOLS
 from patch2image.data import DATASETS
 from patch2image.errors import UserError
 from patch2image.evaluation import PROTOCOLS, ROWS, SECOND_OBSERVER, merge_evaluations, read_run_metrics

@@ -15,10 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from patch2image.errors import UserError
+from patch2image.runtime.precision import LAYOUTS, PRECISIONS
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
 CHOICES = (*BACKENDS, "auto")
-PRECISION_CHOICES = ("auto", "fp32", "bf16")
+PRECISION_CHOICES = ("auto", *PRECISIONS)
 
 
 def default_backend(name_or_path: str | Path) -> str:
@@ -30,7 +31,7 @@ def _is_onnx(name_or_path: str | Path) -> bool:
     return str(name_or_path).lower().endswith(".onnx")
 
 
-LAYOUTS = {"torch": ("channels_last", "contiguous")}
+BACKEND_LAYOUTS = {"torch": LAYOUTS}
 """Memory layouts ``auto`` tries per backend; the others choose their own."""
 
 
@@ -87,12 +88,12 @@ def load_backend(
     backends = [b for b in (BACKENDS if backend == "auto" else (backend,)) if b in source.backends]
     if "openvino" in backends and not openvino_available():
         backends.remove("openvino")
-    precisions = ("fp32", "bf16") if precision == "auto" else (precision,)
+    precisions = PRECISIONS if precision == "auto" else (precision,)
     factories = {
         candidate_name(b, p, m): functools.partial(source.build, b, p, layout=m)
         for b in backends
         for p in precisions
-        for m in LAYOUTS.get(b, ("channels_last",))
+        for m in BACKEND_LAYOUTS.get(b, LAYOUTS[:1])
         if not (b == "onnxruntime" and p == "bf16")
     }
     slow = set() if source.exported() else {n for n in factories if not n.startswith("torch")}

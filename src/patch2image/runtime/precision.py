@@ -9,6 +9,7 @@ import contextlib
 import torch
 
 PRECISIONS = ("fp32", "bf16")
+LAYOUTS = ("channels_last", "contiguous")  # PyTorch's memory formats, channels-last first
 
 
 def autocast(precision: str, device: torch.device | str = "cpu"):

@@ -65,8 +65,8 @@ from patch2image.segment import (
     probability_png,
 )
 from patch2image.weights import (
-    DEFAULT_MODELS,
     WeightsMetadata,
+    default_model,
     load_model,
     read_weights,
     resolve_weights,
@@ -161,7 +161,7 @@ class ModelCache:
     def default(self) -> str | None:
         """The first model named when the models were chosen, else the first of ``DEFAULT_MODELS`` shipped."""
         first = next(iter(self.entries), None)
-        return first if self.explicit else next((m for m in DEFAULT_MODELS if m in self.entries), first)
+        return first if self.explicit else (default_model() or first)
 
     def get(self, name: str, filename: str) -> ModelEntry:
         entry = self.entries.get(name)

@@ -27,12 +27,11 @@ import torch
 
 from patch2image.runtime.auto import processor
 from patch2image.runtime.cache import cache_dir, read_json, update_json
-from patch2image.runtime.precision import PRECISIONS, autocast
+from patch2image.runtime.precision import LAYOUTS, PRECISIONS, autocast
 from patch2image.runtime.race import race
 from patch2image.training.loss import bce_dice_loss
 
 CHOICES_FILE = "training-choice.json"
-LAYOUTS = ("channels_last", "contiguous")
 ROUNDS = 5
 """Timed rounds of each candidate (see :func:`patch2image.runtime.race.race`): the median
 of five holds against a busy machine's noise where three did not (docs/benchmarks.md)."""

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from patch2image.cli import main
 from patch2image.config import AugmentationConfig, PatchConfig, load_config
+from patch2image.errors import UserError
 from patch2image.patch_database import patch_database
 from patch2image.training.augmentation import augment
 from patch2image.training.loss import bce_dice_loss
@@ -192,3 +193,21 @@ def test_every_shipped_configuration_loads(request):
         config = load_config(path)
         assert config.name == path.stem, path
         assert isinstance(config.augmentation, AugmentationConfig)
+
+
+def test_a_folder_of_optic_disc_labels_trains_an_optic_disc_model(tmp_path):
+    from patch2image.data.synthetic import write_synthetic_dataset
+    from patch2image.weights import load_model
+
+    folder = write_synthetic_dataset(tmp_path / "discs", n_train=4, n_test=2, size=64)
+    config, out = _smoke_run(
+        tmp_path,
+        dataset={"kind": "folder", "path": str(folder), "task": "optic_disc"},
+        phases={"patch": {"epochs": 1}},
+    )
+    assert load_config(config).patches.sampling == "balanced"  # the optic disc's sampling, as for IDRiD
+    assert main(["train", str(config), "--out", str(out), "--quiet"]) == 0
+    assert load_model(out / "patch.safetensors")[1].task == "optic_disc"
+    config.write_text(config.read_text().replace("kind: folder", "kind: drive"))
+    with pytest.raises(UserError, match="dataset.task: drive is a vessels dataset, not optic_disc"):
+        load_config(config)

@@ -18,6 +18,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from patch2image.data.dataset import TASKS
 from patch2image.data.datasets import DATASETS
 from patch2image.errors import UserError
 from patch2image.files import read_yaml
@@ -32,6 +33,7 @@ class DatasetConfig:
     kind: str = "synthetic"
     path: str | None = None
     fold: int | None = None
+    task: str | None = None  # folder only: vessels (default) or optic_disc; the official datasets know theirs
     val_fraction: float = 0.2
     size: list[int] | None = None  # (height, width) the images are resized to; default the paper's (or the
     # first dataset's scale, for the second and later datasets of a list)
@@ -182,7 +184,12 @@ def config_from_dict(raw, source: str = "configuration") -> Config:
         if dataset.kind != "synthetic" and not dataset.path:
             raise UserError(f"{source}: {key}.path: required for dataset kind {dataset.kind}")
         _check_fold(dataset, source, key)
-        tasks.add(DATASETS[dataset.kind].task if dataset.kind in DATASETS else "vessels")
+        own = DATASETS[dataset.kind].task if dataset.kind in DATASETS and dataset.kind != "folder" else None
+        if dataset.task is not None:
+            _check_choice(source, f"{key}.task", dataset.task, TASKS)
+            if own and dataset.task != own:
+                raise UserError(f"{source}: {key}.task: {dataset.kind} is a {own} dataset, not {dataset.task}")
+        tasks.add(dataset.task or own or "vessels")
     if not config.datasets:
         raise UserError(f"{source}: dataset: an empty list; name at least one dataset")
     if len(tasks) > 1:

@@ -277,7 +277,7 @@ def open_experiment_dataset(dataset: DatasetConfig, config: Config, out: Path, i
         n, folder = dataset.synthetic_images, out / ("synthetic-data" + (f"-{index + 1}" if index else ""))
         root = write_synthetic_dataset(folder, n, max(2, n // 4), dataset.synthetic_size, config.seed + index)
         return open_dataset(root, "folder")
-    return open_dataset(dataset.path, dataset.kind)
+    return open_dataset(dataset.path, dataset.kind, dataset.task)
 
 
 @dataclass

@@ -42,11 +42,10 @@ import cv2
 import numpy as np
 
 from patch2image.data.io import write_png
-from patch2image.data.pairing import IMAGE_EXTENSIONS
+from patch2image.data.pairing import is_image_file, without_image_extension
 from patch2image.errors import UserError
 from patch2image.inference import Segmenter
 
-IMAGE_SUFFIXES = frozenset(IMAGE_EXTENSIONS)
 OUTPUTS = ("prob", "mask", "overlay")
 OVERLAY_COLOURS = {"vessels": np.array([0, 255, 0], np.float32), "optic_disc": np.array([255, 200, 0], np.float32)}
 """RGB tint of the segmented pixels: green vessels, an amber optic disc."""
@@ -59,21 +58,9 @@ in pixels of the original photograph."""
 # --------------------------------------------------------------------------- inputs
 
 
-def is_image_name(path: Path) -> bool:
-    """Whether the name has an image extension (``.ppm.gz`` and other gzipped images included)."""
-    suffixes = [s.lower() for s in path.suffixes[-2:]]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    return bool(suffixes) and suffixes[-1] in IMAGE_SUFFIXES
-
-
 def output_stem(path: Path) -> str:
     """``01_test.tif`` -> ``01_test``; ``im0001.ppm.gz`` -> ``im0001``."""
-    name = path.name
-    if name.lower().endswith(".gz"):
-        name = name[:-3]
-    stem, dot, suffix = name.rpartition(".")
-    return stem if dot and f".{suffix.lower()}" in IMAGE_SUFFIXES else name
+    return without_image_extension(path.name)
 
 
 def expand_inputs(specs: list[str], out_dir: str | Path | None = None) -> tuple[list[Path], list[str]]:
@@ -95,7 +82,7 @@ def expand_inputs(specs: list[str], out_dir: str | Path | None = None) -> tuple[
     files, problems, seen = [], [], set()
 
     def wanted(path: Path) -> bool:
-        if path.name.startswith(".") or not path.is_file() or not is_image_name(path):
+        if not path.is_file() or not is_image_file(path):
             return False
         return not (out is not None and path.name in own and path.parent.resolve() == out)
 

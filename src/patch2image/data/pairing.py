@@ -77,14 +77,17 @@ def list_images(folder: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if p.is_file() and is_image_file(p)), key=lambda p: p.name)
 
 
-def sample_name(path: Path) -> str:
-    """The name without extensions and known suffixes, case kept (``21_training.tif`` -> ``21``)."""
-    name = path.name
+def without_image_extension(name: str) -> str:
+    """``01_test.tif`` -> ``01_test``; ``im0001.ppm.gz`` -> ``im0001``; other names are kept."""
     if name.lower().endswith(".gz"):
         name = name[:-3]
     stem, dot, extension = name.rpartition(".")
-    if dot and "." + extension.lower() in IMAGE_EXTENSIONS:
-        name = stem
+    return stem if dot and "." + extension.lower() in IMAGE_EXTENSIONS else name
+
+
+def sample_name(path: Path) -> str:
+    """The name without extensions and known suffixes, case kept (``21_training.tif`` -> ``21``)."""
+    name = without_image_extension(path.name)
     while True:
         shorter = _SUFFIX.sub("", name)
         if shorter == name or not shorter:

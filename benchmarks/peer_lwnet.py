@@ -59,6 +59,7 @@ from torch import nn
 
 from patch2image.data import load_sample, open_dataset
 from patch2image.evaluation import evaluate_cases, write_evaluation
+from patch2image.networks import count_parameters
 
 SHARED = ROOT.parent / "shared"
 PEER_DIR = SHARED / "peers" / "lwnet"
@@ -176,10 +177,6 @@ def load_wnet(path: str | Path = PEER_DIR / WEIGHTS_FILE) -> WNet:
     model = WNet()
     model.load_state_dict(load_file(str(path)), strict=True)
     return model.eval()
-
-
-def parameter_count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 # --------------------------------------------------------------------------- the peer's prediction
@@ -352,8 +349,8 @@ def main(argv: list[str] | None = None) -> None:
     from patch2image.weights import load_model, resolve_weights
 
     peer = load_wnet(args.peer / WEIGHTS_FILE)
-    if parameter_count(peer) != PARAMETERS:
-        sys.exit(f"error: the peer has {parameter_count(peer)} parameters, its README says {PARAMETERS}")
+    if count_parameters(peer) != PARAMETERS:
+        sys.exit(f"error: the peer has {count_parameters(peer)} parameters, its README says {PARAMETERS}")
     if args.backend == "torch":
         model, metadata = load_model(args.ours)
     else:  # as `patch2image segment` runs it: the backend and precision chosen by measurement

@@ -40,6 +40,7 @@ from machine import describe_machine
 from patch2image.data import read_image
 from patch2image.inference import Segmenter, predict_image, predict_patches
 from patch2image.networks import create_network
+from patch2image.report.runs import network_label
 from patch2image.weights import WeightsMetadata, load_model, resolve_weights
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +57,6 @@ PAPER = {
 }
 # The project's goals for image level on 2 cores, seconds per image.
 GOALS = {"light": 0.05, "mini-unet": 0.30, "dense": 1.5}
-LABELS = {"light": "Light", "mini-unet": "Mini-Unet", "dense": "Dense"}
 # What a DRIVE-trained model's metadata records (experiment.py): the paper's size (datasets/README.md) and
 # the median width of the training images' field of view at that size (543 px, from DRIVE's masks).
 DRIVE_METADATA = {"dataset": "drive", "input_size": [584, 568], "fov_diameter": 543.0}
@@ -276,7 +276,7 @@ def markdown_section(results: dict) -> str:
         row = results["networks"][name]
         paper = row.get("paper") or {}
         paper_cell = f"{paper['cpu_image']} / {paper['cpu_patch']:g}" if paper else "-"
-        cells = [LABELS.get(name, name)]
+        cells = [network_label(name)]
         for key in (*IMAGE_COLUMNS, "photograph_torch_fp32"):
             cells.append(format_seconds(row[key]["median_s"]) if key in row else "-")
         for key in ("patch_torch_fp32", "patch_onnxruntime"):
@@ -293,7 +293,7 @@ def markdown_section(results: dict) -> str:
         "patch/image: patch torch over image torch fp32.",
     ]
     extrapolated = sorted(
-        {f"{LABELS.get(n, n)} ({row['patch_torch_fp32']['band_rows']} rows, x{row['patch_torch_fp32']['scale']:g})"
+        {f"{network_label(n)} ({row['patch_torch_fp32']['band_rows']} rows, x{row['patch_torch_fp32']['scale']:g})"
          for n, row in results["networks"].items() if row["patch_torch_fp32"].get("extrapolated")}
     )  # fmt: skip
     if extrapolated:
@@ -308,13 +308,13 @@ def markdown_section(results: dict) -> str:
         if row.get("goal_image_s") is not None:
             met = [k.removeprefix("image_").replace("_", " ") for k, ok in row["goal_met"].items() if ok]
             goals.append(
-                f"{LABELS.get(name, name)} {row['goal_image_s']:g} s: {', '.join(met) if met else 'missed'}"
+                f"{network_label(name)} {row['goal_image_s']:g} s: {', '.join(met) if met else 'missed'}"
                 f" ({_threads(row['threads'])})"
             )
     if goals:
         lines.append("- the project's goal for image level on 2 cores, met by: " + "; ".join(goals) + ".")
     differences = [
-        f"{LABELS.get(n, n)} max {r['bf16_vs_fp32']['max_abs']:g}, mean {r['bf16_vs_fp32']['mean_abs']:g}"
+        f"{network_label(n)} max {r['bf16_vs_fp32']['max_abs']:g}, mean {r['bf16_vs_fp32']['mean_abs']:g}"
         for n in networks
         if (r := results["networks"][n]).get("bf16_vs_fp32")
     ]
@@ -330,7 +330,7 @@ def markdown_section(results: dict) -> str:
     for name in networks:
         row = results["networks"][name]
         key = (row["machine"], row["threads"], row.get("load_average_at_start"), row["command"], row["date"])
-        runs.setdefault(key + (row.get("note"),), []).append(LABELS.get(name, name))
+        runs.setdefault(key + (row.get("note"),), []).append(network_label(name))
     for (machine, threads, load, command, date, note), names in runs.items():
         load_note = f", load average {load:.2f} at start" if load is not None else ""
         lines.append(f"- {', '.join(names)}: {machine}; {_threads(threads)}{load_note}; {date}")

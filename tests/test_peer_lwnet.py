@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from patch2image.networks import count_parameters
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -27,7 +29,7 @@ def peer_lwnet():
 def test_wnet_shapes_and_fov_box(peer_lwnet):
     torch.manual_seed(0)
     model = peer_lwnet.WNet().eval()
-    assert peer_lwnet.parameter_count(model) == peer_lwnet.PARAMETERS
+    assert count_parameters(model) == peer_lwnet.PARAMETERS
     with torch.inference_mode():
         assert model(torch.rand(1, 3, 64, 48)).shape == (1, 1, 64, 48)
     fov = np.zeros((10, 12), bool)
@@ -43,7 +45,7 @@ def test_peer_scores_a_drive_test_image(datasets, peer_lwnet):
     from patch2image.metrics import image_metrics
 
     model = peer_lwnet.load_wnet(weights)  # strict: every key of the file, none missing
-    assert peer_lwnet.parameter_count(model) == 68_482
+    assert count_parameters(model) == 68_482
     sample = load_sample(open_dataset(datasets / "DRIVE", "drive").files("test")[0])
     prob = peer_lwnet.predict_peer(model, sample.image, sample.fov)
     assert prob.shape == sample.fov.shape and prob.dtype == np.float32

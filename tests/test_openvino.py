@@ -95,8 +95,10 @@ def test_auto_measures_keeps_the_fastest_and_remembers_it(fresh_cache):
     assert float(model.probabilities(x).max()) == pytest.approx(0.2)  # the chosen backend's output
     assert len(lines) == 1 and "openvino, the fastest for light at about 576x576" in lines[0]
     assert model.description == "auto: openvino"
+    measuring = model.measuring_seconds  # what segment leaves out of its seconds per image
+    assert measuring >= 0.02 * 5  # at least the slower candidate's five timed rounds
     model.probabilities(torch.zeros(1, 1, 588, 572))  # the same size class: no new measurement
-    assert len(lines) == 1
+    assert len(lines) == 1 and model.measuring_seconds == measuring
     (entry,) = read_json("backend-choice.json").values()
     assert entry["choice"] == "openvino" and set(entry["seconds_per_pass"]) == {"torch", "openvino"}
 
@@ -104,7 +106,7 @@ def test_auto_measures_keeps_the_fastest_and_remembers_it(fresh_cache):
     again = _auto(built, lines, torch=0.02, openvino=0.002)
     again.probabilities(x)
     assert built == ["openvino"]  # read from the cache: the others are not even built
-    assert "measured earlier" in lines[0]
+    assert "measured earlier" in lines[0] and again.measuring_seconds == 0
 
 
 def test_one_slow_round_does_not_rule_out_the_fastest(fresh_cache, monkeypatch):

@@ -359,10 +359,12 @@ def cmd_segment(args: argparse.Namespace) -> int:
         with contextlib.suppress(UserError):  # the claim stays: names of files this run may have written
             record.settle()
     done = len(files) - (failed - len(problems))
-    seconds = (time.perf_counter() - started) / max(1, len(files))
+    choosing = getattr(model, "measuring_seconds", 0.0)  # auto's one-time measurement is not a segmentation
+    seconds = (time.perf_counter() - started - choosing) / max(1, len(files))
+    once = f"; {choosing:.1f} s more to choose the backend, once on this machine" if choosing >= 0.05 else ""
     print(
         f"segmented {done} of {len(files)} images into {out} "
-        f"({getattr(model, 'description', backend)}, {args.mode} mode, {seconds:.2f} s per image)"
+        f"({getattr(model, 'description', backend)}, {args.mode} mode, {seconds:.2f} s per image{once})"
     )
     return 1 if failed else 0
 

@@ -107,6 +107,7 @@ class AutoModel:
         self.announce = announce or (lambda line: print(line, file=sys.stderr))
         self.slow_to_build = set(slow_to_build)
         self.chosen: dict[tuple, str] = {}  # size class -> backend
+        self.measuring_seconds = 0.0  # building and timing the candidates, beyond the chosen one's own pass
         self._runners: dict[str, object] = {}
 
     @property
@@ -129,6 +130,7 @@ class AutoModel:
         return self._measure(x, size)
 
     def _measure(self, x: torch.Tensor, size: tuple) -> torch.Tensor:
+        started = time.perf_counter()
         torch_name = next((n for n in self.factories if n.split()[0] == "torch"), None)
         if self.slow_to_build and torch_name is not None and x.numel() < SMALL_PIXELS:
             self.chosen[size] = torch_name  # the default, not a choice: nothing is measured, nothing said
@@ -158,6 +160,7 @@ class AutoModel:
         kept = update_json(CHOICES_FILE, self._key(size), entry)
         where = f"kept in {cache_dir() / CHOICES_FILE}" if kept else "not kept: the cache folder is not writable"
         self.announce(f"backend auto: {name}, the fastest for {self._where(size)} ({_seconds(entry)}; {where})")
+        self.measuring_seconds += time.perf_counter() - started - medians[name]
         return outputs[name]
 
     def _runner(self, name: str):

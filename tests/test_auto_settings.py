@@ -9,7 +9,7 @@ import yaml
 from patch2image.cli import main
 from patch2image.config import PhaseConfig
 from patch2image.networks import create_network
-from patch2image.runtime.cache import read_json
+from patch2image.runtime.cache import read_cached_json
 from patch2image.training import fit as fit_module
 from patch2image.training.auto_settings import CHOICES_FILE, TrainingSettings, candidates, choose_settings
 from patch2image.training.fit import TrainingData, fit
@@ -48,20 +48,20 @@ def test_auto_measures_once_then_remembers_and_touches_neither_weights_nor_rando
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert chosen in candidates("auto", "auto")
     assert len(lines) == 1 and lines[0].startswith("patch training settings auto: ") and "fastest" in lines[0]
-    (entry,) = read_json(CHOICES_FILE).values()
+    (entry,) = read_cached_json(CHOICES_FILE).values()
     assert entry["choice"] == {"precision": chosen.precision, "layout": chosen.layout}
     assert len(entry["seconds_per_step"]) == 4
 
     again = choose_settings(model, x, y, "auto", "auto", label="patch", announce=lines.append)
     assert again == chosen and "measured earlier" in lines[1]
     other_shape = choose_settings(model, *_batch(2, 64), "auto", "auto", announce=lines.append)
-    assert other_shape in candidates("auto", "auto") and len(read_json(CHOICES_FILE)) == 2
+    assert other_shape in candidates("auto", "auto") and len(read_cached_json(CHOICES_FILE)) == 2
 
 
 def test_a_remembered_choice_outside_the_candidates_is_measured_again(cache):
     model, (x, y) = create_network("light"), _batch()
     choose_settings(model, x, y, "auto", "auto", announce=lambda line: None)
-    entries = read_json(CHOICES_FILE)
+    entries = read_cached_json(CHOICES_FILE)
     for entry in entries.values():
         entry["choice"] = {"precision": "bf16", "layout": "contiguous"}
     (cache / CHOICES_FILE).write_text(json.dumps(entries))
@@ -85,12 +85,12 @@ def test_a_resumed_phase_keeps_the_settings_in_its_checkpoint(cache, tmp_path, m
     with pytest.raises(KeyboardInterrupt):
         fit(create_network("light"), data, data, "patch", phase, checkpoint, quiet=True)
     monkeypatch.setattr(fit_module, "_train_epoch", real_epoch)
-    (entry,) = read_json(CHOICES_FILE).values()
+    (entry,) = read_cached_json(CHOICES_FILE).values()
     first = entry["choice"]
     # The machine's remembered choice changes; the resumed phase must not.
     other = next(c for c in candidates("auto", "auto") if (c.precision, c.layout) != tuple(first.values()))
     entry["choice"] = {"precision": other.precision, "layout": other.layout}
-    (cache / CHOICES_FILE).write_text(json.dumps({next(iter(read_json(CHOICES_FILE))): entry}))
+    (cache / CHOICES_FILE).write_text(json.dumps({next(iter(read_cached_json(CHOICES_FILE))): entry}))
     rows = fit(create_network("light"), data, data, "patch", phase, checkpoint, quiet=True)
     assert [r["settings"] for r in rows] == [first, first]
 

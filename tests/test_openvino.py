@@ -14,7 +14,7 @@ from patch2image.inference import Segmenter, predict_image
 from patch2image.runtime import race as race_module
 from patch2image.runtime.auto import AutoModel, size_class
 from patch2image.runtime.backends import load_backend
-from patch2image.runtime.cache import read_json
+from patch2image.runtime.cache import read_cached_json
 from patch2image.runtime.openvino_model import OpenVinoModel
 from patch2image.weights import WeightsMetadata
 
@@ -99,7 +99,7 @@ def test_auto_measures_keeps_the_fastest_and_remembers_it(fresh_cache):
     assert measuring >= 0.02 * 5  # at least the slower candidate's five timed rounds
     model.probabilities(torch.zeros(1, 1, 588, 572))  # the same size class: no new measurement
     assert len(lines) == 1 and model.measuring_seconds == measuring
-    (entry,) = read_json("backend-choice.json").values()
+    (entry,) = read_cached_json("backend-choice.json").values()
     assert entry["choice"] == "openvino" and set(entry["seconds_per_pass"]) == {"torch", "openvino"}
 
     built, lines = [], []
@@ -150,7 +150,7 @@ def test_auto_exports_only_when_it_can_pay_back(fresh_cache):
     model = _auto(built, lines, slow={"openvino"}, torch=0.0, openvino=0.0)
     model.probabilities(torch.zeros(1, 1, 32, 32))  # a pass takes microseconds: no export, no measurement
     assert built == ["torch"] and lines == [] and model.description == "auto: torch"
-    assert read_json("backend-choice.json") == {}  # a choice made without trying all is not kept
+    assert read_cached_json("backend-choice.json") == {}  # a choice made without trying all is not kept
 
 
 def test_auto_tries_both_layouts_in_pytorch_and_they_agree(fresh_cache):

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from patch2image.errors import UserError
-from patch2image.runtime.cache import cache_dir, read_json, update_json
+from patch2image.runtime.cache import cache_dir, read_cached_json, update_json
 from patch2image.runtime.race import race
 
 CHOICES_FILE = "backend-choice.json"
@@ -121,7 +121,7 @@ class AutoModel:
         size = size_class(x.shape)
         if size in self.chosen:
             return self._runner(self.chosen[size]).probabilities(x)
-        remembered = read_json(CHOICES_FILE).get(self._key(size))
+        remembered = read_cached_json(CHOICES_FILE).get(self._key(size))
         if isinstance(remembered, dict) and remembered.get("choice") in self.factories:
             name = remembered["choice"]
             self.chosen[size] = name

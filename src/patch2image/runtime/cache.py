@@ -48,7 +48,7 @@ def cached_bytes(name: str, make: Callable[[], bytes]) -> bytes:
     return data
 
 
-def read_json(name: str) -> dict:
+def read_cached_json(name: str) -> dict:
     """The JSON object cached under ``name``; empty when it is missing or unreadable."""
     try:
         value = json.loads((cache_dir() / name).read_text())
@@ -59,7 +59,7 @@ def read_json(name: str) -> dict:
 
 def update_json(name: str, key: str, value) -> bool:
     """Set ``key`` in the JSON object cached under ``name``; False when the folder cannot be written."""
-    entries = read_json(name)
+    entries = read_cached_json(name)
     entries[key] = value
     try:
         with atomic_write(cache_dir() / name) as tmp:

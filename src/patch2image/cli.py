@@ -131,8 +131,7 @@ def cmd_evaluate(args) -> int:
     )
     from patch2image.files import write_text
 
-    if not 0 <= args.threshold <= 1:
-        raise UserError(f"--threshold {args.threshold}: must be between 0 and 1")
+    _check_threshold(args.threshold)
     if args.run_dir:
         rows = read_run_metrics(args.run_dir)
         if not rows:
@@ -241,9 +240,13 @@ def _add_backend_argument(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _check_threshold(threshold: float | None) -> None:
+    if threshold is not None and not 0 <= threshold <= 1:
+        raise UserError(f"--threshold {threshold}: must be between 0 and 1")
+
+
 def _check_segment_arguments(args: argparse.Namespace) -> None:
-    if args.threshold is not None and not 0 <= args.threshold <= 1:
-        raise UserError(f"--threshold {args.threshold}: must be between 0 and 1")
+    _check_threshold(args.threshold)
     if args.stride < 1:
         raise UserError(f"--stride {args.stride}: must be at least 1")
     if args.max_megapixels <= 0:
@@ -305,9 +308,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
         precision=args.precision,
         announce=(lambda line: None) if args.quiet else _announce,
     )
-    patch_size = metadata.patch_size
-    if args.mode == "patch" and args.stride > patch_size:
-        raise UserError(f"--stride {args.stride}: must not exceed the patch size ({patch_size})")
     segmenter = Segmenter(
         model,
         metadata,

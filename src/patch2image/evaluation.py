@@ -101,8 +101,6 @@ def evaluate_model(
     model_name = model
     if not isinstance(model, Segmenter):
         weights, metadata, _ = load_backend(model, backend, network=network, announce=announce)
-        if mode == "patch" and not 1 <= stride <= metadata.patch_size:
-            raise UserError(f"--stride {stride}: must be between 1 and the patch size ({metadata.patch_size})")
         same = metadata.dataset == dataset.kind and metadata.input_size
         model = Segmenter(weights, metadata, mode=mode, stride=stride, size=TRAINING_SIZE if same else None, tta=tta)
     if split == "test" and dataset.kind == "folder" and not dataset.folds() and "test" not in dataset.groups:

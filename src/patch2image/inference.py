@@ -475,6 +475,9 @@ class Segmenter:
         if isinstance(self.size, str) and self.size != TRAINING_SIZE:
             raise ValueError(f"size must be None, {TRAINING_SIZE!r} or (height, width), got {self.size!r}")
         self.metadata = WeightsMetadata.coerce(self.metadata)
+        patch_size = self.metadata.patch_size
+        if self.mode == "patch" and not 1 <= self.stride <= patch_size:  # refused before any image is read
+            raise UserError(f"--stride {self.stride}: must be between 1 and the patch size ({patch_size})")
         self.preprocessing = preprocessing_from(self.metadata.preprocessing)
 
     def __call__(self, rgb) -> np.ndarray:

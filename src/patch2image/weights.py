@@ -166,8 +166,8 @@ DEFAULT_MODELS = ("vessels", "drive-mini-unet", "drive-light")
 
 
 def default_model() -> str | None:
-    shipped = {name for name, _ in shipped_models()}
-    return next((m for m in DEFAULT_MODELS if m in shipped), None)
+    # By file name: reading every shipped model's weights to learn their names is not needed.
+    return next((m for m in DEFAULT_MODELS if (PRETRAINED_DIR / f"{m}.safetensors").is_file()), None)
 
 
 def resolve_weights(name_or_path: str | Path) -> Path:

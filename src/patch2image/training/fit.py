@@ -52,14 +52,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise UserError(f"--device {name}: not a device; give auto, cpu, cuda or cuda:N") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {name}: not a device; give auto, cpu, cuda or cuda:N")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise UserError(f"--device {name}: no CUDA GPU is available on this machine")
         if (device.index or 0) >= torch.cuda.device_count():
             raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
-    elif device.type != "cpu":
-        raise UserError(f"--device {name}: give auto, cpu, cuda or cuda:N")
     return device
 
 

@@ -160,6 +160,12 @@ def test_auto_tries_both_layouts_in_pytorch_and_they_agree(fresh_cache):
     last, contiguous = model.factories["torch"](), model.factories["torch contiguous"]()
     assert torch.allclose(last.probabilities(x), contiguous.probabilities(x), atol=1e-5)
     assert last.probabilities(x).shape == (1, 1, 64, 96)
+    lines = []
+    model.announce = lines.append
+    model.probabilities(x)
+    # the user chose the backend: its lines and segment's last line say what was left to choose
+    for line in (lines[0], model.description):
+        assert line.startswith("torch, precision auto: torch")
 
 
 def test_size_classes_round_sides_to_64():

@@ -88,6 +88,9 @@ class AutoModel:
     slow_to_build : set of str, optional
         Candidates whose first build costs seconds (an ONNX export not cached yet): not tried for inputs
         under ``SMALL_PIXELS``, which the first PyTorch candidate (float32) runs.
+    choosing : str
+        What the user left to it, as its lines name it: ``"backend auto"``, or ``"torch, precision auto"``
+        when the backend was given and only the precision and layout are chosen.
     """
 
     def __init__(
@@ -98,6 +101,7 @@ class AutoModel:
         threads: int | None = None,
         announce: Callable[[str], None] | None = None,
         slow_to_build: set[str] | frozenset = frozenset(),
+        choosing: str = "backend auto",
     ):
         self.factories = dict(factories)
         self.metadata = metadata
@@ -106,6 +110,7 @@ class AutoModel:
         self.threads = threads
         self.announce = announce or (lambda line: print(line, file=sys.stderr))
         self.slow_to_build = set(slow_to_build)
+        self.choosing = choosing
         self.chosen: dict[tuple, str] = {}  # size class -> backend
         self.measuring_seconds = 0.0  # building and timing the candidates, beyond the chosen one's own pass
         self._runners: dict[str, object] = {}
@@ -114,7 +119,8 @@ class AutoModel:
     def description(self) -> str:
         """``auto: NAME`` (``auto: A, B`` when size classes chose differently), for the command's last line."""
         names = sorted(set(self.chosen.values()))
-        return f"auto: {', '.join(names)}" if names else "auto"
+        what = self.choosing.removeprefix("backend ")
+        return f"{what}: {', '.join(names)}" if names else what
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """As every runner's: (N, C, H, W) pre-processed images -> probabilities, by the chosen backend."""
@@ -125,7 +131,7 @@ class AutoModel:
         if isinstance(remembered, dict) and remembered.get("choice") in self.factories:
             name = remembered["choice"]
             self.chosen[size] = name
-            self.announce(f"backend auto: {name} for {self._where(size)} (measured earlier; {_seconds(remembered)})")
+            self.announce(f"{self.choosing}: {name} for {self._where(size)} (measured earlier; {_seconds(remembered)})")
             return self._runner(name).probabilities(x)
         return self._measure(x, size)
 
@@ -142,7 +148,7 @@ class AutoModel:
             except UserError:
                 del self.factories[name]  # a backend that cannot run this model
         if not runners:
-            raise UserError("--backend auto: no backend can run this model")
+            raise UserError(f"{self.choosing}: no backend can run this model")
 
         def run(name: str):
             return lambda: outputs.__setitem__(name, runners[name].probabilities(x))
@@ -159,7 +165,7 @@ class AutoModel:
         entry = {"choice": name, "seconds_per_pass": medians, "measured": time.strftime("%Y-%m-%d %H:%M")}
         kept = update_json(CHOICES_FILE, self._key(size), entry)
         where = f"kept in {cache_dir() / CHOICES_FILE}" if kept else "not kept: the cache folder is not writable"
-        self.announce(f"backend auto: {name}, the fastest for {self._where(size)} ({_seconds(entry)}; {where})")
+        self.announce(f"{self.choosing}: {name}, the fastest for {self._where(size)} ({_seconds(entry)}; {where})")
         self.measuring_seconds += time.perf_counter() - started - medians[name]
         return outputs[name]
 

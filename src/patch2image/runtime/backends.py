@@ -98,7 +98,8 @@ def load_backend(
     }
     slow = set() if source.exported() else {n for n in factories if not n.startswith("torch")}
     metadata = source.metadata()
-    return AutoModel(factories, metadata, precision, threads, announce, slow), metadata, backend
+    choosing = "backend auto" if backend == "auto" else f"{backend}, precision auto"
+    return AutoModel(factories, metadata, precision, threads, announce, slow, choosing), metadata, backend
 
 
 class _OnnxFile:

@@ -22,7 +22,7 @@ def _open_chase(root: Path) -> Dataset:
     if not kinds[""]:
         problems.append(f"{root}: no Image_NN{{L,R}} images")
     folds = fold_table("CHASE_DB1", lambda i: f"Image_{i}")
-    return Dataset("chase_db1", root, "vessels", {"all": cases}, folds, problems)
+    return DATASET.dataset(root, {"all": cases}, folds, problems)
 
 
 DATASET = DatasetSpec(

@@ -53,6 +53,10 @@ class DatasetSpec:
         """The cross-validation folds, ``[]`` for a dataset with a train/test split."""
         return sorted(fold_table(self.folds_key)) if self.folds_key else []
 
+    def dataset(self, root, groups, fold_table=None, problems=(), task=None, labelled=True) -> "Dataset":
+        """A dataset of this kind, its files found by the kind's reader (``task``: a folder's own)."""
+        return Dataset(self.kind, root, task or self.task, groups, fold_table, problems, labelled, self.paper_size)
+
 
 class Dataset:
     """The files of a dataset and its splits.

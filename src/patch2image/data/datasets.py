@@ -54,6 +54,4 @@ def open_dataset(path: str | Path, kind: str | None = None, task: str | None = N
         raise UserError(f"{root}: not a {kind} layout ({DATASETS[kind].layout})")
     if kind == "folder":
         return open_folder(root, task or "vessels")
-    dataset = DATASETS[kind].open(root)
-    dataset.paper_size = DATASETS[kind].paper_size
-    return dataset
+    return DATASETS[kind].open(root)

@@ -32,7 +32,7 @@ def _open_drive(root: Path) -> Dataset:
         second = find_child(folder, ("2nd_manual",)) if split == "test" else None
         groups[split], found = pair_folders(images, labels, masks, second)
         problems += found
-    return Dataset("drive", root, "vessels", groups, problems=problems)
+    return DATASET.dataset(root, groups, problems=problems)
 
 
 DATASET = DatasetSpec(

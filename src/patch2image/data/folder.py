@@ -20,7 +20,7 @@ def folder_dataset(images, labels=None, masks=None, task: str = "vessels") -> Da
     if task not in TASKS:
         raise UserError(f"task {task!r} is not one of {', '.join(TASKS)}")
     cases, problems = pair_folders(Path(images), _maybe(labels), _maybe(masks))
-    return Dataset("folder", Path(images), task, {"test": cases}, problems=problems, labelled=labels is not None)
+    return DATASET.dataset(Path(images), {"test": cases}, problems=problems, task=task, labelled=labels is not None)
 
 
 def _maybe(path) -> Path | None:
@@ -52,7 +52,7 @@ def open_folder(root: Path, task: str) -> Dataset:
             problems.append(f"{splits[split]}: no labels folder ({', '.join(LABEL_FOLDERS[:4])}, ...)")
         groups[split], found = pair_folders(images, labels, masks)
         problems += found
-    return Dataset("folder", root, task, groups, problems=problems, labelled=labelled)
+    return DATASET.dataset(root, groups, problems=problems, task=task, labelled=labelled)
 
 
 def _subfolders(folder: Path) -> tuple[Path, Path | None, Path | None]:

@@ -44,7 +44,7 @@ def _open_idrid(root: Path) -> Dataset:
             problems.append(f"{truths or base}: no optic disc ground truths for the {part} set")
         groups[split], found = pair_folders(images, labels, None)
         problems += found
-    return Dataset("idrid", root, "optic_disc", groups, problems=problems)
+    return DATASET.dataset(root, groups, problems=problems)
 
 
 DATASET = DatasetSpec(

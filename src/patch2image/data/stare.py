@@ -23,7 +23,7 @@ def _open_stare(root: Path) -> Dataset:
     images, labels, second = _stare_folders(root)
     cases, problems = pair_folders(images, labels, None, second)
     folds = fold_table("STARE", lambda i: f"im{int(i):04d}")
-    return Dataset("stare", root, "vessels", {"all": cases}, folds, problems)
+    return DATASET.dataset(root, {"all": cases}, folds, problems)
 
 
 DATASET = DatasetSpec(

@@ -106,7 +106,7 @@ def test_models_lists_the_shipped_models(client):
     models = client.get("/api/models").json()
     assert [m["name"] for m in models] == [name for name, _ in shipped_models()]
     for m in models:
-        assert m["task"] in ("vessels", "optic disc") and m["dataset"] and 0 <= m["threshold"] <= 1
+        assert m["task"] in ("vessels", "optic_disc") and m["dataset"] and 0 <= m["threshold"] <= 1
     config = client.get("/api/config").json()
     assert config["default_model"] == MODEL and config["max_upload_bytes"] == 50_000_000
 

@@ -125,7 +125,7 @@ class ModelEntry:
         metrics = self.metadata.metrics.get("whole") or {}
         return {
             "name": self.name,
-            "task": self.metadata.task.replace("_", " "),
+            "task": self.metadata.task,
             "dataset": self.metadata.dataset or "",
             "network": self.metadata.network or "",
             "threshold": self.threshold,
@@ -187,7 +187,7 @@ class Result:
     width: int
     height: int
     model: str
-    task: str
+    task: str  # "vessels" or "optic_disc", as the weights metadata names it
     threshold: float
     seconds: float
     nbytes: int = 0
@@ -324,7 +324,7 @@ class ServeState:
         height, width = prob.shape
         result = Result(
             token, folder, filename, safe_stem(filename), width, height, entry.name,
-            entry.describe()["task"], threshold, seconds,
+            entry.metadata.task, threshold, seconds,
         )  # fmt: skip
         self._add(result)
         return result
@@ -440,13 +440,12 @@ class ServeState:
             rgb = np.load(folder / "rgb.npy")
             return rgb if kind == "photo.png" else _shrink(rgb, result, cv2.INTER_AREA)
         mask = np.load(folder / "prob.npy") >= threshold
-        task = result.task.replace(" ", "_")
-        if task == "optic_disc":
+        if result.task == "optic_disc":
             mask = largest_region(mask)  # one region, as `patch2image segment` writes it
         if kind == "mask.png":
             return mask.astype(np.uint8) * 255
         if kind == "overlay.png":
-            return overlay(np.load(folder / "rgb.npy"), mask, task)
+            return overlay(np.load(folder / "rgb.npy"), mask, result.task)
         raise ValueError(kind)
 
     @staticmethod
@@ -551,9 +550,7 @@ def create_app(state: ServeState | None = None, *, allowed_hosts: Sequence[str] 
                 "preview_side": PREVIEW_SIDE,
                 "overlay": {
                     "colour": [int(c) for c in OVERLAY_COLOURS["vessels"]],
-                    "colours": {
-                        task.replace("_", " "): [int(c) for c in colour] for task, colour in OVERLAY_COLOURS.items()
-                    },
+                    "colours": {task: [int(c) for c in colour] for task, colour in OVERLAY_COLOURS.items()},
                     "alpha": float(OVERLAY_ALPHA),
                 },
             }

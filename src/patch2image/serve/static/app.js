@@ -31,7 +31,7 @@ function showPageError(message) {
 
 function modelLabel(m) {
   const dataset = m.dataset ? m.dataset.toUpperCase() : "unknown dataset";
-  return `${m.name} — ${m.task}, trained on ${dataset}` + (m.network ? ` (${m.network} network)` : "");
+  return `${m.name} — ${m.task.replace("_", " ")}, trained on ${dataset}` + (m.network ? ` (${m.network} network)` : "");
 }
 
 function overlayTables(colour, alpha) {
@@ -239,7 +239,7 @@ async function segmentOne({ file, card }) {
   draw(entry);
   state.observer.observe(card);
   const size = `${body.width}×${body.height}`;
-  setStatus(card, `${body.seconds.toFixed(2)} s · ${body.model} (${body.task}) · ${size}`, "done");
+  setStatus(card, `${body.seconds.toFixed(2)} s · ${body.model} (${body.task.replace("_", " ")}) · ${size}`, "done");
   card.classList.add("done");
 }
 

@@ -121,6 +121,21 @@ def test_rescaling_zooms_image_and_label_together():
     assert torch.equal(zoomed > 0.5, labels > 0.5)
 
 
+def test_rotation_turns_image_and_label_together_without_shearing():
+    only_rotation = AugmentationConfig(flip=False, vertical_flip=False, translate=0, rotate=90)
+    rows, cols = torch.meshgrid(torch.arange(40) - 19.5, torch.arange(80) - 39.5, indexing="ij")
+    disc = ((rows**2 + cols**2) <= 12**2).float().expand(6, 1, 40, 80).clone()  # centred: a turn keeps it
+    turned, labels = augment(disc, disc.clone(), torch.Generator().manual_seed(0), only_rotation)
+    assert set(labels.unique().tolist()) <= {0.0, 1.0} and torch.equal(turned > 0.5, labels > 0.5)
+    # on a 2:1 image a turn computed in normalised coordinates would make the disc an ellipse
+    assert (labels != disc).sum(dim=(1, 2, 3)).max() <= 30  # interpolation at the rim only; an ellipse: 75-325
+
+    bar = torch.zeros(6, 1, 40, 80)
+    bar[:, :, 19:21, 10:70] = 1  # a horizontal vessel through the centre
+    _, labels = augment(bar, bar.clone(), torch.Generator().manual_seed(0), only_rotation)
+    assert (labels[:, :, :10].sum(dim=(1, 2, 3)) > 0).sum() >= 3  # most turned far enough to leave the middle rows
+
+
 def test_contrast_changes_keep_the_input_in_range_and_its_order():
     x = torch.linspace(0, 1, 100).reshape(1, 1, 10, 10).repeat(8, 1, 1, 1)
     changed, _ = augment(
@@ -138,5 +153,6 @@ def test_contrast_changes_keep_the_input_in_range_and_its_order():
 def test_without_robustness_augmentation_the_random_stream_is_the_papers():
     x = torch.rand(6, 1, 16, 16)
     plain = augment(x, x.clone(), torch.Generator().manual_seed(1), AugmentationConfig())
-    off = augment(x, x.clone(), torch.Generator().manual_seed(1), AugmentationConfig(scale=None, contrast=0.0))
+    off_config = AugmentationConfig(scale=None, rotate=0.0, contrast=0.0)
+    off = augment(x, x.clone(), torch.Generator().manual_seed(1), off_config)
     assert torch.equal(plain[0], off[0])

@@ -57,6 +57,7 @@ class AugmentationConfig:
     translate: float = 0.1  # random shifts up to this fraction of the width and height
     level: str = "image"  # patch phase: augment whole images, then cut patches (reference code), or each "patch"
     scale: list[float] | None = None  # [low, high]: random rescaling by a factor in this range (robustness)
+    rotate: float = 0.0  # random rotations by up to this many degrees either way (robustness)
     contrast: float = 0.0  # random gamma 2**u, u uniform in [-contrast, contrast], on the pre-processed input
 
 
@@ -251,6 +252,7 @@ def _check_ranges(config: Config, source: str) -> None:
         ("patches.count", config.patches.count, config.patches.count >= 1, "at least 1"),
         ("augmentation.translate", config.augmentation.translate, 0 <= config.augmentation.translate < 0.5, "< 0.5"),
         ("augmentation.scale", scale, scale is None or (len(scale) == 2 and 0 < scale[0] <= scale[1]), "[low, high]"),
+        ("augmentation.rotate", config.augmentation.rotate, 0 <= config.augmentation.rotate <= 180, "in [0, 180]"),
         ("augmentation.contrast", config.augmentation.contrast, 0 <= config.augmentation.contrast <= 2, "in [0, 2]"),
         ("evaluation.patch_stride", config.evaluation.patch_stride, config.evaluation.patch_stride >= 1, ">= 1"),
         ("evaluation.threshold", threshold, threshold_ok, "validation, or a number in [0, 1]"),

@@ -1,12 +1,14 @@
 """On-the-fly augmentation: random horizontal and vertical flips and translations (the paper's), and
-for robustness across cameras, random rescaling and contrast changes (off by default).
+for robustness across cameras, random rescaling, rotations and contrast changes (off by default).
 
 Translations shift by up to ``translate`` of the width and height and fill the uncovered border
 by replicating the edge, as Keras' ImageDataGenerator does by default ('nearest'). The reference
 code augments whole images and then cuts the patches (``level: image``); augmenting each patch on
 its own (``level: patch``) is the scheme of the project's first DRIVE runs, kept to reproduce them.
 Rescaling zooms about the centre by a factor drawn log-uniformly from ``scale`` (vessels wider or
-thinner, as another camera's resolution or another eye size makes them); the contrast change raises
+thinner, as another camera's resolution or another eye size makes them); rotation turns about the
+centre by an angle uniform in [-rotate, rotate] degrees (vessels in other directions, as another
+eye's layout or another camera's orientation shows them); the contrast change raises
 the pre-processed input to a power 2**u, u uniform in [-contrast, contrast]. Each draws random
 numbers only when enabled, so the paper's configurations keep their random streams.
 """
@@ -37,8 +39,8 @@ def augment(
         both = torch.stack(
             [padded[i, :, dy : dy + height, dx : dx + width] for i, (dy, dx) in enumerate(zip(dys, dxs, strict=True))]
         )
-    if config.scale:
-        both = _rescale(both, x.shape[1], config.scale, generator)
+    if config.scale or config.rotate:
+        both = _zoom_and_turn(both, x.shape[1], config.scale, config.rotate, generator)
     x, y = both[:, : x.shape[1]], both[:, x.shape[1] :]
     if config.contrast:
         powers = 2 ** ((torch.rand(n, generator=generator) * 2 - 1) * config.contrast)
@@ -46,12 +48,26 @@ def augment(
     return x, y
 
 
-def _rescale(both: torch.Tensor, channels: int, scale: list[float], generator: torch.Generator) -> torch.Tensor:
-    """Zoom each sample about its centre by its own factor; borders replicate; targets stay 0/1."""
-    low, high = math.log(scale[0]), math.log(scale[1])
-    factors = torch.exp(low + torch.rand(len(both), generator=generator) * (high - low))
-    theta = torch.zeros(len(both), 2, 3)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1 / factors  # the sampling grid shrinks as the content grows
+def _zoom_and_turn(
+    both: torch.Tensor, channels: int, scale: list[float] | None, rotate: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Zoom and turn each sample about its centre by its own factor and angle; borders replicate; targets stay 0/1."""
+    n = len(both)
+    factors = torch.ones(n)
+    if scale:
+        low, high = math.log(scale[0]), math.log(scale[1])
+        factors = torch.exp(low + torch.rand(n, generator=generator) * (high - low))
+    angles = torch.zeros(n)
+    if rotate:
+        angles = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(rotate)
+    height, width = both.shape[-2:]
+    # the sampling grid shrinks as the content grows
+    cos, sin = torch.cos(angles) / factors, torch.sin(angles) / factors
+    theta = torch.zeros(n, 2, 3)
+    # affine_grid works in coordinates normalised to [-1, 1] on each axis: a turn of a non-square
+    # image needs the aspect ratio, or it would shear
+    theta[:, 0, 0], theta[:, 0, 1] = cos, -sin * height / width
+    theta[:, 1, 0], theta[:, 1, 1] = sin * width / height, cos
     grid = F.affine_grid(theta, list(both.shape), align_corners=False)
     zoomed = F.grid_sample(both.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
     targets = (zoomed[:, channels:] >= 0.5).to(both.dtype)

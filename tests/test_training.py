@@ -15,7 +15,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from patch2image.cli import main
+from patch2image.cli import build_parser, main
 from patch2image.config import AugmentationConfig, PatchConfig, load_config
 from patch2image.errors import UserError
 from patch2image.patch_database import patch_database
@@ -193,6 +193,12 @@ def test_every_shipped_configuration_loads(request):
         config = load_config(path)
         assert config.name == path.stem, path
         assert isinstance(config.augmentation, AugmentationConfig)
+
+
+def test_seed_on_the_command_line_replaces_the_configurations():
+    smoke = ROOT / "configs" / "smoke.yaml"
+    assert load_config(smoke).seed != 7 and load_config(smoke, seed=7).seed == 7
+    assert build_parser().parse_args(["train", str(smoke), "--out", "x", "--seed", "7"]).seed == 7
 
 
 def test_a_folder_of_optic_disc_labels_trains_an_optic_disc_model(tmp_path):

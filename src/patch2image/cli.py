@@ -109,7 +109,7 @@ def cmd_train(args) -> int:
     from patch2image.evaluation import format_results
     from patch2image.experiment import run_experiment
 
-    config = load_config(args.config, args.fold)
+    config = load_config(args.config, args.fold, args.seed)
     rows = run_experiment(config, args.out, args.resume, args.quiet, args.device)
     if not rows:  # a torchrun process other than rank 0
         return 0
@@ -461,6 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", help="experiment configuration (YAML), e.g. configs/smoke.yaml")
     train.add_argument("--out", required=True, help="run directory for weights, history, metrics")
     train.add_argument("--fold", type=int, help="the cross-validation fold to run (STARE 1-5, CHASE_DB1 1-4)")
+    train.add_argument("--seed", type=int, help="replaces the configuration's seed: the same run by other chance")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     train.add_argument("--quiet", action="store_true", help="one log line per epoch instead of progress bars")
     train.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda or cuda:N")

@@ -129,14 +129,17 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def load_config(path: str | Path, fold: int | None = None) -> Config:
-    """Read and check a configuration file; ``fold`` replaces its ``dataset.fold`` (cross-validation)."""
+def load_config(path: str | Path, fold: int | None = None, seed: int | None = None) -> Config:
+    """Read and check a configuration file; ``fold`` replaces its ``dataset.fold`` (cross-validation),
+    ``seed`` its ``seed`` (the same experiment again, to see how much of a result is chance)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such configuration file")
     raw = read_yaml(path)
     if fold is not None and isinstance(raw, dict):
         raw["dataset"] = _with_fold(raw.get("dataset"), fold)
+    if seed is not None and isinstance(raw, dict):
+        raw["seed"] = seed
     config = config_from_dict(raw, source=str(path))
     datasets = [_resolved_path(d, path) for d in config.datasets]
     return dataclasses.replace(config, dataset=datasets if isinstance(config.dataset, list) else datasets[0])

@@ -5,7 +5,13 @@ import pytest
 from skimage.data import retina
 
 from patch2image.errors import UserError
-from patch2image.preprocessing import Preprocessing, resize, resize_label, round_to_multiple
+from patch2image.preprocessing import (
+    Preprocessing,
+    extend_past_field_of_view,
+    resize,
+    resize_label,
+    round_to_multiple,
+)
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +89,20 @@ def test_labels_are_binarised_after_resizing():
 def test_sizes_round_to_multiples_of_4():
     assert round_to_multiple((584, 565)) == (584, 564)
     assert round_to_multiple((1.0, 7)) == (4, 8)
+
+
+def test_extending_past_the_field_of_view_removes_the_rim_and_keeps_the_retina():
+    rows, cols = np.mgrid[:120, :160]
+    fov = (rows - 60) ** 2 + (cols - 80) ** 2 <= 50**2
+    rgb = np.zeros((120, 160, 3), np.uint8)
+    rgb[fov] = np.random.default_rng(0).integers(140, 180, (fov.sum(), 3))
+    rgb[55:65, 30:130] = 60  # a dark vessel across the whole field of view, to its edge
+    extended = extend_past_field_of_view(rgb, fov)
+    inside = (rows - 60) ** 2 + (cols - 80) ** 2 <= 47**2
+    assert np.array_equal(extended[inside], rgb[inside].astype(np.float32))
+    ring = ((rows - 60) ** 2 + (cols - 80) ** 2 > 52**2) & ((rows - 60) ** 2 + (cols - 80) ** 2 <= 60**2)
+    away_from_vessel = ring & ((rows < 45) | (rows > 75))
+    assert 130 < extended[away_from_vessel].mean() < 190  # the retina's level, not the black surround
+    grey = Preprocessing(extend_fov=True)(rgb, fov)
+    assert grey.shape == (120, 160) and 0 <= grey.min() and grey.max() <= 1
+    assert Preprocessing(extend_fov=True)(rgb).shape == (120, 160)  # the mask found when not given

@@ -300,7 +300,7 @@ def prepare_images(files, size_of, config: Config, keep_original: bool = False) 
         images.append(
             _Image(
                 sample.name,
-                config.preprocessing(resize(sample.image, size)),
+                config.preprocessing(resize(sample.image, size), resize_label(sample.fov, size)),
                 resize_label(sample.label, size),
                 fov_diameter(resize_label(sample.fov, size)),
                 sample if keep_original else None,

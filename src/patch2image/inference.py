@@ -37,7 +37,7 @@ from torch.nn import functional as F
 
 from patch2image.errors import UserError
 from patch2image.networks import size_divisor
-from patch2image.preprocessing import as_channels, preprocessing_from, resize, round_to_multiple
+from patch2image.preprocessing import as_channels, preprocessing_from, resize, resize_label, round_to_multiple
 from patch2image.runtime.precision import PRECISIONS, autocast
 from patch2image.weights import WeightsMetadata
 
@@ -510,7 +510,7 @@ class Segmenter:
         metadata, never the model, so it runs as well on a copy whose ``model`` is None.
         """
         size, _ = working_size(rgb, self.metadata, self.size, fov)
-        return self.preprocessing(resize(rgb, size))
+        return self.preprocessing(resize(rgb, size), None if fov is None else resize_label(fov, size))
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """(H, W) probabilities of a :meth:`prepare` output, at its size."""

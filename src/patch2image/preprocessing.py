@@ -31,12 +31,15 @@ class Preprocessing:
     channel: "luma" (ITU-R 601 grey, the paper's), "green" (the green channel alone, where vessels
     contrast most and which many vessel segmentation methods use) or "rgb" (the three colour
     channels, each enhanced on its own as the grey image is: a network with 3 input channels).
+    extend_fov: continue the retina past the field of view's edge before enhancing
+    (:func:`extend_past_field_of_view`), so that neither CLAHE nor the network meets the dark rim.
     """
 
     order: str = "clahe-gamma"
     gamma: float = 1.7
     clahe: str = "opencv"
     channel: str = "luma"
+    extend_fov: bool = False
 
     def __post_init__(self):
         if self.order not in ORDERS:
@@ -51,8 +54,15 @@ class Preprocessing:
         """The number of channels of the network's input: the ``in_channels`` its network is built with."""
         return 3 if self.channel == "rgb" else 1
 
-    def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 RGB -> (H, W) float32 in [0, 1]; (3, H, W) for ``channel="rgb"``."""
+    def __call__(self, rgb: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray:
+        """(H, W, 3) uint8 RGB -> (H, W) float32 in [0, 1]; (3, H, W) for ``channel="rgb"``.
+
+        ``fov``: the photograph's field-of-view mask at this size, for ``extend_fov`` (found when not given).
+        """
+        if self.extend_fov:
+            from patch2image.data.field_of_view import field_of_view_mask
+
+            rgb = extend_past_field_of_view(rgb, field_of_view_mask(rgb) if fov is None else fov)
         rgb = rescale(rgb.astype(np.float32))
         if self.channel == "rgb":
             return np.stack([self._enhance(rgb[..., c]) for c in range(3)])
@@ -84,6 +94,35 @@ def preprocessing_from(settings: dict) -> Preprocessing:
     except TypeError:
         names = ", ".join(f.name for f in dataclasses.fields(Preprocessing))
         raise UserError(f"weights metadata: preprocessing {settings!r} is not {names}") from None
+
+
+EXTEND_SMOOTHING = 4.0
+"""Gaussian width (pixels) that smooths the continued retina outside the field of view."""
+
+
+def extend_past_field_of_view(rgb: np.ndarray, fov: np.ndarray) -> np.ndarray:
+    """The photograph with the retina continued past the field of view's edge (float32, same shape).
+
+    Why: at the edge of the field of view the retina meets the camera's dark surround. CLAHE spends a
+    rim tile's contrast on that step and the network sees a bright-to-dark edge it never sees inside,
+    so vessels that reach the edge are found less often there (for ``drive-mini-unet`` on STARE, recall
+    0.71 within 4% of the FOV's width from its edge against 0.88 further in). Continuing the retina
+    outwards, as Soares et al. (2006) extend the border, removes the step.
+
+    Each pixel outside takes the value of the nearest pixel inside, smoothed by a Gaussian of
+    ``EXTEND_SMOOTHING`` pixels so that vessels ending at the edge do not continue as streaks (the
+    labels there are background). The outermost 2 pixels of the mask, often dimmed by the camera's
+    vignetting and by resizing, count as outside. Inside, nothing changes.
+    """
+    from scipy import ndimage
+
+    image = rgb.astype(np.float32)
+    inside = cv2.erode(fov.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    if inside.all() or not inside.any():
+        return image
+    rows, cols = ndimage.distance_transform_edt(~inside, return_distances=False, return_indices=True)
+    continued = cv2.GaussianBlur(image[rows, cols], (0, 0), EXTEND_SMOOTHING).reshape(image.shape)
+    return np.where(inside[..., None] if image.ndim == 3 else inside, image, continued)
 
 
 def as_channels(image: np.ndarray) -> np.ndarray:

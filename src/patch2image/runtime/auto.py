@@ -117,7 +117,8 @@ class AutoModel:
 
     @property
     def description(self) -> str:
-        """``auto: NAME`` (``auto: A, B`` when size classes chose differently), for the command's last line."""
+        """``auto: NAME`` (``auto: A, B`` when size classes chose differently; ``torch, precision auto: NAME``
+        when only the precision was left to choose), for the command's last line."""
         names = sorted(set(self.chosen.values()))
         what = self.choosing.removeprefix("backend ")
         return f"{what}: {', '.join(names)}" if names else what

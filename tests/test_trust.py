@@ -405,11 +405,20 @@ def many_photos(tmp_path_factory) -> Path:
     return folder
 
 
+_DUMPS_STACKS_ON_SIGUSR1 = """
+import faulthandler, runpy, signal, sys
+faulthandler.register(signal.SIGUSR1, all_threads=True)
+sys.argv[0] = "patch2image"
+runpy.run_module("patch2image", run_name="__main__")
+"""
+"""``python -m patch2image`` that writes every thread's stack on stderr when sent SIGUSR1."""
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads the process tree from /proc")
 @pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_killed_segment_leaves_no_process_behind(model, many_photos, tmp_path, sent):
     out = tmp_path / "out"
-    argv = [sys.executable, "-m", "patch2image", "segment", many_photos, "--model", model, "--out", out]
+    argv = [sys.executable, "-c", _DUMPS_STACKS_ON_SIGUSR1, "segment", many_photos, "--model", model, "--out", out]
     log = tmp_path / "stderr.txt"  # a file, not a pipe: reading a pipe would wait for every survivor
     # With the defaults a user gets (backend auto). faulthandler puts the stack of a crash in the log: one
     # was seen here under heavy load (SIGSEGV instead of 143) and has not been reproduced since.
@@ -432,7 +441,14 @@ def test_killed_segment_leaves_no_process_behind(model, many_photos, tmp_path, s
         started |= _descendants(process.pid)
         assert len(list(out.glob("*_mask.png"))) < len(list(many_photos.iterdir()))  # still working
         process.send_signal(sent)
-        code = process.wait(timeout=30)
+        try:
+            code = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            # Twice, with the machine loaded far beyond its cores, the exit took longer than this: say where
+            # every thread of the command was, to find why rather than to wait longer.
+            process.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            pytest.fail("segment did not exit within 30 s of SIGTERM; its threads:\n" + log.read_text()[-6000:])
         deadline = time.monotonic() + 15
         while _alive(started) and time.monotonic() < deadline:
             time.sleep(0.1)

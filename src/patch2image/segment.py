@@ -12,8 +12,9 @@ the outputs of the previous ones while this process runs the network, so the net
 the disk or on PNG encoding. At most N photographs are being read and N written at any time (plus the
 one in the network), so memory stays flat over any number of files. The outputs are the same with any
 number of workers: every image goes through the same functions (:func:`prepare_file`,
-:func:`finish_file`), only in other processes. SIGTERM (``timeout``, a scheduler) stops the workers and
-exits 143; workers whose main process was killed outright (SIGKILL) notice within a second and exit.
+:func:`finish_file`), only in other processes. SIGTERM (``timeout``, a scheduler) starts no new photograph, lets the
+workers finish the ones in flight, and exits 143; workers whose main process was killed outright
+(SIGKILL) notice within a second and exit.
 
 ``segment`` never replaces a file it did not write: ``--out`` keeps the names of its outputs in
 ``.patch2image-outputs.json`` (:class:`OutputRecord`), a file already there under another name is refused
@@ -461,6 +462,10 @@ def _stop_if_terminated() -> None:
         raise Terminated()
 
 
+STOP_SECONDS = 20.0
+"""On SIGTERM, how long the photographs in flight may take to finish before their workers are killed."""
+
+
 class _Workers:
     """A process pool that replaces itself when a worker dies (a decoder crash, the OOM killer).
 
@@ -484,15 +489,24 @@ class _Workers:
         self.executor.shutdown(wait=True, cancel_futures=True)
 
     def terminate(self, out_dir: Path) -> None:
-        """Stop now: SIGTERM to each worker, then remove the temporary files of the writes they were in."""
+        """Stop: no new file starts, the workers finish the ones in flight (for ``STOP_SECONDS`` at most) and exit.
+
+        Why not kill them at once: a worker killed while it sends a result leaves half a message in the
+        pool's result pipe, and the pool's manager thread then waits for the rest forever, so that the
+        command never exits (seen under heavy load). A worker still busy after ``STOP_SECONDS`` (a
+        decoder stuck on a damaged file) is killed, and the temporary files of its writes removed.
+        """
         processes = list((getattr(self.executor, "_processes", None) or {}).values())
         self.executor.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            with contextlib.suppress(OSError, ValueError):
-                process.terminate()
+        deadline = time.monotonic() + STOP_SECONDS
         for process in processes:
             with contextlib.suppress(OSError, ValueError, AssertionError):
-                process.join(5)
+                process.join(max(0.0, deadline - time.monotonic()))
+        for process in processes:
+            with contextlib.suppress(OSError, ValueError, AssertionError):
+                if process.is_alive():
+                    process.terminate()
+                    process.join(5)
             for tmp in Path(out_dir).glob(f".*.{process.pid}.tmp"):  # files.atomic_write's temporary names
                 tmp.unlink(missing_ok=True)
 

@@ -12,7 +12,6 @@ Writes ``benchmarks/results/rim-MODEL-DATASET.json``.
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -23,9 +22,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from machine import describe_machine  # noqa: E402
+from machine import add_dataset_arguments, describe_machine, open_scored_dataset, write_record  # noqa: E402
 
-from patch2image.data import fov_diameter, load_sample, open_dataset  # noqa: E402
+from patch2image.data import fov_diameter, load_sample  # noqa: E402
 from patch2image.inference import Segmenter  # noqa: E402
 from patch2image.weights import load_model  # noqa: E402
 
@@ -39,18 +38,11 @@ def rim_and_inside(fov: np.ndarray, band: float) -> tuple[np.ndarray, np.ndarray
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--dataset", required=True, help="a folder under --datasets-root, or a path")
-    parser.add_argument("--datasets-root", default=str(ROOT.parent / "shared" / "datasets"))
-    parser.add_argument("--split", default="all")
-    parser.add_argument("--fold", type=int)
+    add_dataset_arguments(parser)
     parser.add_argument("--band", type=float, default=0.04, help="the rim's width, a fraction of the FOV's width")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
 
-    root = Path(args.dataset) if Path(args.dataset).is_dir() else Path(args.datasets_root) / args.dataset
-    dataset = open_dataset(root)
-    files = dataset.files(args.split, fold=args.fold)
+    dataset, files = open_scored_dataset(args)
     model, metadata = load_model(args.model)
     segmenter = Segmenter(model, metadata)
     started = time.perf_counter()
@@ -84,10 +76,7 @@ def main() -> None:
         "machine": describe_machine(),
         "command": "python benchmarks/rim.py " + " ".join(sys.argv[1:]),
     }
-    out = Path(args.out) / f"rim-{metadata.model_name(args.model)}-{dataset.kind}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"written {out}")
+    write_record(args, "rim", metadata.model_name(args.model), dataset.kind, record)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Writes ``benchmarks/results/working_scale-MODEL-DATASET.json``.
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,9 +24,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from machine import describe_machine  # noqa: E402
+from machine import add_dataset_arguments, describe_machine, open_scored_dataset, write_record  # noqa: E402
 
-from patch2image.data import load_sample, open_dataset  # noqa: E402
+from patch2image.data import load_sample  # noqa: E402
 from patch2image.evaluation import evaluate_cases  # noqa: E402
 from patch2image.inference import Segmenter, working_size  # noqa: E402
 from patch2image.preprocessing import round_to_multiple  # noqa: E402
@@ -44,18 +43,12 @@ def ambiguity(prob: np.ndarray, fov: np.ndarray) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--dataset", required=True, help="a folder under --datasets-root, or a path")
-    parser.add_argument("--datasets-root", default=str(ROOT.parent / "shared" / "datasets"))
-    parser.add_argument("--split", default="all")
-    parser.add_argument("--fold", type=int)
+    add_dataset_arguments(parser)
     parser.add_argument("--limit", type=int, help="the first N images only")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
 
-    root = Path(args.dataset) if Path(args.dataset).is_dir() else Path(args.datasets_root) / args.dataset
-    dataset = open_dataset(root)
-    files = dataset.files(args.split, fold=args.fold)[: args.limit]
+    dataset, files = open_scored_dataset(args)
+    files = files[: args.limit]
     model, metadata = load_model(args.model)
     started = time.perf_counter()
     cases = {name: [] for name in [f"rule x{m:g}" for m in MULTIPLIERS] + ["confident"]}
@@ -92,11 +85,7 @@ def main() -> None:
         "machine": describe_machine(),
         "command": "python benchmarks/working_scale.py " + " ".join(sys.argv[1:]),
     }
-    name = metadata.model_name(args.model)
-    out = Path(args.out) / f"working_scale-{name}-{dataset.kind}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"written {out}")
+    write_record(args, "working_scale", metadata.model_name(args.model), dataset.kind, record)
 
 
 if __name__ == "__main__":

@@ -105,9 +105,9 @@ def extend_past_field_of_view(rgb: np.ndarray, fov: np.ndarray) -> np.ndarray:
 
     Why: at the edge of the field of view the retina meets the camera's dark surround. CLAHE spends a
     rim tile's contrast on that step and the network sees a bright-to-dark edge it never sees inside,
-    so vessels that reach the edge are found less often there (for ``drive-mini-unet`` on STARE, recall
-    0.71 within 4% of the FOV's width from its edge against 0.88 further in). Continuing the retina
-    outwards, as Soares et al. (2006) extend the border, removes the step.
+    so vessels that reach the edge are found less often there (``benchmarks/rim.py``: for a Mini-Unet
+    trained on DRIVE, recall on STARE 0.71 within 4% of the FOV's width from its edge, 0.87 further in).
+    Continuing the retina outwards, as Soares et al. (2006) extend the border, removes the step.
 
     Each pixel outside takes the value of the nearest pixel inside, smoothed by a Gaussian of
     ``EXTEND_SMOOTHING`` pixels so that vessels ending at the edge do not continue as streaks (the

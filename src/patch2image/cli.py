@@ -230,6 +230,20 @@ def _add_segment_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_scale_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--disc-model", default="optic-disc", metavar="NAME_OR_WEIGHTS",
+        help="the optic disc model the zones are drawn around (default optic-disc)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--microns-per-pixel", type=float, help="the scale (default: from --fov-degrees, else from the disc)"
+    )
+    parser.add_argument(
+        "--fov-degrees", type=float,
+        help="the camera's angle across the field of view (45 for most fundus cameras); default: scale from the disc",
+    )  # fmt: skip
+
+
 def _add_backend_argument(parser: argparse.ArgumentParser) -> None:
     from patch2image.runtime.backends import CHOICES
 
@@ -271,6 +285,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     from patch2image.files import write_text
     from patch2image.inference import Segmenter
+    from patch2image.measure.scale import check_scale_arguments
     from patch2image.segment import (
         OutputRecord,
         Outputs,
@@ -280,6 +295,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         disc_table,
         expand_inputs,
         load_segmentation_model,
+        output_stem,
         segment_files,
     )
 
@@ -320,7 +336,11 @@ def cmd_segment(args: argparse.Namespace) -> int:
         precision="fp32" if args.precision == "auto" else args.precision,  # auto: the chosen runner's own
     )
     out = Path(args.out)
-    record = OutputRecord(out, files, metadata.task)
+    if args.measure and metadata.task != "vessels":
+        raise UserError(f"--measure: {args.model} is an optic disc model; measurements need a vessel model")
+    check_scale_arguments(args.microns_per_pixel, args.fov_degrees)
+    disc = _segmenter(args, args.disc_model) if args.measure else None
+    record = OutputRecord(out, files, metadata.task, ("measurements.csv",) if args.measure else ())
     record.check(args.overwrite)  # before anything is written: never an input, never a file segment did not write
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -332,11 +352,21 @@ def cmd_segment(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     bar = tqdm(total=len(files), desc="segment", unit="image", disable=args.quiet or len(files) == 1, file=sys.stderr)
 
+    segmented = []
+
+    def report_failure(path: Path, exc: Exception | None) -> None:
+        nonlocal failed
+        if exc is not None:
+            failed += 1
+            print(f"error: {describe_failure(path, exc)}", file=sys.stderr)
+
     def report(path: Path, exc: Exception | None) -> None:
         nonlocal failed
         if exc is not None:
             failed += 1
             tqdm.write(f"error: {describe_failure(path, exc)}", file=sys.stderr)
+        else:
+            segmented.append(path)
         bar.update(1)
 
     outputs = Outputs(
@@ -352,13 +382,20 @@ def cmd_segment(args: argparse.Namespace) -> int:
         if measured:
             write_text(out / "optic_disc.csv", disc_table(measured))
             print(f"optic disc centre and diameter of each image in {out / 'optic_disc.csv'}")
+        if args.measure:
+            from patch2image.measure.photograph import Measurer, measure_segmented
+
+            measurer = Measurer(None, disc, None, args.microns_per_pixel, args.fov_degrees)
+            masks = {path: out / f"{output_stem(path)}_mask.png" for path in segmented}
+            _write_measurements(out, measure_segmented(masks, measurer, report_failure))
+            print(f"measurements of each image in {out / 'measurements.csv'}")
     except Terminated:
         print("terminated (SIGTERM); the outputs written so far are complete", file=sys.stderr)
         return 143
     finally:
         with contextlib.suppress(UserError):  # the claim stays: names of files this run may have written
             record.settle()
-    done = len(files) - (failed - len(problems))
+    done = len(segmented)
     choosing = getattr(model, "measuring_seconds", 0.0)  # auto's one-time measurement is not a segmentation
     seconds = (time.perf_counter() - started - choosing) / max(1, len(files))
     once = f"; {choosing:.1f} s more to choose the backend, once on this machine" if choosing >= 0.05 else ""
@@ -367,6 +404,83 @@ def cmd_segment(args: argparse.Namespace) -> int:
         f"({getattr(model, 'description', backend)}, {args.mode} mode, {seconds:.2f} s per image{once})"
     )
     return 1 if failed else 0
+
+
+def cmd_measure(args) -> int:
+    """Measure every input into ``--out``/measurements.csv; 0 when all were measured, 1 when any failed."""
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from patch2image.measure.photograph import Measurer, measure_files, measure_mask_files
+    from patch2image.measure.scale import check_scale_arguments
+    from patch2image.segment import check_stems, describe_failure, expand_inputs
+
+    _check_threshold(args.threshold)
+    check_scale_arguments(args.microns_per_pixel, args.fov_degrees)
+    if (args.disc_masks or args.fov_masks) and not args.masks:
+        raise UserError("--disc-masks and --fov-masks go with --masks")
+    out = Path(args.out)
+    target = out / "measurements.csv"
+    if target.exists() and not args.overwrite:
+        raise UserError(f"{target}: exists; pass --overwrite to replace it, or choose another --out")
+    files, problems = expand_inputs(args.inputs, out)
+    check_stems(files)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if not files:
+        return 1
+    failed = len(problems)
+    bar = tqdm(total=len(files), desc="measure", unit="image", disable=args.quiet or len(files) == 1, file=sys.stderr)
+
+    def report(path, exc) -> None:
+        nonlocal failed
+        if exc is not None:
+            failed += 1
+            tqdm.write(f"error: {describe_failure(path, exc)}", file=sys.stderr)
+        bar.update(1)
+
+    scale = {"microns_per_pixel": args.microns_per_pixel, "fov_degrees": args.fov_degrees}
+    with bar:
+        if args.masks:
+            measurer = Measurer(None, None, args.threshold, **scale)
+            rows = measure_mask_files(files, measurer, report, args.disc_masks, args.fov_masks)
+        else:
+            vessels, disc = _segmenter(args, args.model), _segmenter(args, args.disc_model)
+            measurer = Measurer(vessels, disc, args.threshold, **scale)
+            rows = measure_files(files, measurer, report)
+    _write_measurements(out, rows)
+    print(f"measured {len(rows)} of {len(files)} images into {target}")
+    return 1 if failed else 0
+
+
+def _segmenter(args, name: str | None):
+    """A Segmenter for ``name`` (default: the package's vessel model) with the command's backend and threads."""
+    from patch2image.inference import Segmenter
+    from patch2image.segment import load_segmentation_model
+
+    if name is None:
+        from patch2image.weights import default_model
+
+        name = default_model()
+        if name is None:
+            raise UserError("no shipped model in this installation; name one with --model")
+    precision = getattr(args, "precision", "auto")  # segment's default, so that both commands give the same masks
+    model, metadata, _ = load_segmentation_model(
+        name, args.backend, args.threads, precision=precision, announce=(lambda line: None) if args.quiet else _announce
+    )
+    return Segmenter(model, metadata, precision="fp32" if precision == "auto" else precision)
+
+
+def _write_measurements(out, rows: list[dict]) -> None:
+    from patch2image.files import write_text
+    from patch2image.measure import csv_text
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
+    write_text(out / "measurements.csv", csv_text(rows))
 
 
 def _announce(line: str) -> None:
@@ -485,7 +599,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     segment = commands.add_parser("segment", help="segment photographs: probability maps, masks, overlays")
     _add_segment_arguments(segment)
+    segment.add_argument(
+        "--measure", action="store_true", help="vessel models: also write measurements.csv (as `measure` does)"
+    )
+    _add_scale_arguments(segment)
     segment.set_defaults(run=cmd_segment)
+
+    measure = commands.add_parser("measure", help="vessel density, fractal dimension, calibre, tortuosity by zone")
+    measure.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="photographs (masks with --masks): files, folders or patterns"
+    )
+    measure.add_argument("--out", required=True, metavar="DIR", help="folder for measurements.csv")
+    measure.add_argument("--model", metavar="NAME_OR_WEIGHTS", help="the vessel model (default: the package's)")
+    _add_scale_arguments(measure)
+    measure.add_argument("--threshold", type=float, help="vessel mask threshold (default: the model's)")
+    measure.add_argument(
+        "--masks", action="store_true",
+        help="the inputs are vessel masks or probability maps (segment's NAME_mask.png), not photographs",
+    )  # fmt: skip
+    measure.add_argument("--disc-masks", metavar="DIR", help="with --masks: the disc masks, same file names")
+    measure.add_argument("--fov-masks", metavar="DIR", help="with --masks: field-of-view masks (default: everything)")
+    _add_backend_argument(measure)
+    measure.add_argument("--threads", type=int, default=None, help="CPU threads of the networks (default: all)")
+    measure.add_argument("--overwrite", action="store_true", help="replace an existing measurements.csv")
+    measure.add_argument("--quiet", action="store_true", help="no progress bar")
+    measure.set_defaults(run=cmd_measure)
 
     from patch2image.runtime.export import MIN_OPSET, OPSET
 

@@ -135,11 +135,16 @@ def output_names(path: Path) -> list[str]:
     return [f"{stem}_{kind}.png" for kind in OUTPUTS]
 
 
-def planned_outputs(files: list[Path], task: str = "vessels") -> dict[str, Path]:
-    """Every file a run writes into ``--out`` (name -> the input it comes from), in input order."""
+def planned_outputs(files: list[Path], task: str = "vessels", tables: tuple[str, ...] = ()) -> dict[str, Path]:
+    """Every file a run writes into ``--out`` (name -> the input it comes from), in input order.
+
+    ``tables``: files of the whole run besides the optic disc's table (``measurements.csv``).
+    """
     planned = {name: path for path in files for name in output_names(path)}
     if task == "optic_disc" and files:
         planned["optic_disc.csv"] = files[0]
+    for name in tables if files else ():
+        planned[name] = files[0]
     return planned
 
 
@@ -185,10 +190,10 @@ class OutputRecord:
     write, and those of earlier runs still there.
     """
 
-    def __init__(self, out_dir: str | Path, files: list[Path], task: str = "vessels"):
+    def __init__(self, out_dir: str | Path, files: list[Path], task: str = "vessels", tables: tuple[str, ...] = ()):
         self.out = Path(out_dir)
         self.files = files
-        self.planned = planned_outputs(files, task)
+        self.planned = planned_outputs(files, task, tables)
         self.owned = read_manifest(self.out)
         self.before = {name: _identity(self.out / name) for name in self.planned}
 

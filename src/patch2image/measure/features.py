@@ -5,7 +5,8 @@ Definitions (docs/measurements.md cites each source):
 - vessel density: vessel pixels over the region's pixels (AutoMorph, VascX);
 - fractal dimension: box counting, the slope of log(occupied boxes) against log(1 / box size) fitted by least
   squares over box sizes of 1/8 to 1/256 of the field of view's width (at least 2 pixels; ``BOX_FRACTIONS``),
-  whole boxes laid from the region's corner (AutoMorph fits 4 pixels up to the image's size and counts only boxes partly filled);
+  whole boxes laid from the region's corner (AutoMorph fits 4 pixels up to the image's size, and counts only the
+  boxes partly filled);
 - calibre: the vessel's width at each skeleton pixel from the Euclidean distance transform (see :func:`widths`),
   averaged over the region's skeleton pixels outside junctions;
 - tortuosity of each segment piece of at least ``min_points`` pixels: distance factor, arc length over chord

@@ -42,9 +42,7 @@ class Measurer:
         return self.masks(vessels, fov, disc)
 
     def masks(self, vessels: np.ndarray, fov: np.ndarray, disc: np.ndarray | None) -> dict:
-        return measure_masks(
-            vessels, fov, disc, microns_per_pixel=self.microns_per_pixel, fov_degrees=self.fov_degrees
-        )
+        return measure_masks(vessels, fov, disc, microns_per_pixel=self.microns_per_pixel, fov_degrees=self.fov_degrees)
 
 
 @functools.lru_cache(maxsize=4)
@@ -132,4 +130,71 @@ def measure_files(files: list[Path], measurer: Measurer, report) -> list[dict]:
         else:
             rows.append(row)
             report(path, None)
+    return rows
+
+
+def mask_stem(path: Path) -> str:
+    """``01_test_mask.png`` (segment's output) -> ``01_test``; any other name -> its stem."""
+    from patch2image.segment import output_stem
+
+    stem = output_stem(path)
+    return stem.removesuffix("_mask").removesuffix("_prob") or stem
+
+
+def measure_mask_files(
+    files: list[Path], measurer: Measurer, report, disc_dir: Path | None = None, fov_dir: Path | None = None
+) -> list[dict]:
+    """Rows for vessel masks (or probability maps, cut at half their range) already on disk.
+
+    The disc and field-of-view masks, where given, are the files of the same name in ``disc_dir`` and
+    ``fov_dir`` (as ``segment`` writes them into two ``--out`` folders); the field of view defaults to the
+    whole image.
+    """
+    from patch2image.data import read_mask
+
+    rows = []
+    for path in files:
+        try:
+            vessels = read_mask(path)
+            fov = _beside(fov_dir, path, vessels.shape)
+            disc = _beside(disc_dir, path, vessels.shape)
+            row = {"image": mask_stem(path)} | measurer.masks(
+                vessels, np.ones_like(vessels) if fov is None else fov, disc
+            )
+        except Exception as exc:
+            report(path, exc)
+        else:
+            rows.append(row)
+            report(path, None)
+    return rows
+
+
+def _beside(folder: Path | None, path: Path, shape) -> np.ndarray | None:
+    from patch2image.data import read_mask
+
+    if folder is None:
+        return None
+    other = Path(folder) / path.name
+    if not other.is_file():
+        raise UserError(f"{other}: no such file (the mask of the same name as {path})")
+    mask = read_mask(other)
+    if mask.shape != shape:
+        raise UserError(f"{other}: {mask.shape[1]}x{mask.shape[0]}, but {path} is {shape[1]}x{shape[0]}")
+    return mask
+
+
+def measure_segmented(masks: dict[Path, Path], measurer: Measurer, report) -> list[dict]:
+    """Rows for photographs already segmented (``segment --measure``): photograph -> its vessel mask file."""
+    from patch2image.data import read_image, read_mask
+    from patch2image.segment import output_stem
+
+    rows = []
+    for photo, mask in masks.items():
+        try:
+            row = {"image": output_stem(photo)} | measurer.photograph(read_image(photo), vessels=read_mask(mask))
+        except Exception as exc:
+            report(photo, exc)
+        else:
+            rows.append(row)
+            report(photo, None)
     return rows

@@ -75,6 +75,10 @@ def csv_text(rows: list[dict]) -> str:
 
 def data_dictionary() -> str:
     """The Markdown table of the columns, their units and meanings (docs/measurements.md's core)."""
-    lines = ["| column | unit | meaning |", "|---|---|---|", "| image | text | the photograph's file name, without extension |"]
+    lines = [
+        "| column | unit | meaning |",
+        "|---|---|---|",
+        "| image | text | the photograph's file name, without extension |",
+    ]
     lines += [f"| {name} | {UNITS[name]} | {DESCRIPTIONS[name]} |" for name in COLUMNS]
     return "\n".join(lines) + "\n"

@@ -11,6 +11,7 @@ From Python::
 
     rows = patch2image.train("configs/drive-light.yaml", "runs/drive-light")  # the four phases, scored
     result = patch2image.evaluate("runs/drive-light/finetuned.safetensors", "../shared/datasets/DRIVE")
+    row = patch2image.measure("photo.jpg")       # vessel density, fractal dimension, calibre, tortuosity by zone
 
 The command line (``patch2image --help``) calls these same functions.
 """
@@ -66,4 +67,14 @@ def evaluate(model, dataset: str | Path, split: str = "test", fold: int | None =
     return evaluate_model(model, open_dataset(dataset), split, fold, threshold)
 
 
-__all__ = ["evaluate", "load", "train"]
+def __getattr__(name: str):
+    """``patch2image.measure``: the measurement package, itself callable (``patch2image.measure(photo)``),
+    imported on first use so that ``import patch2image`` stays light."""
+    if name == "measure":
+        import importlib
+
+        return importlib.import_module("patch2image.measure")
+    raise AttributeError(f"module 'patch2image' has no attribute {name!r}")
+
+
+__all__ = ["evaluate", "load", "measure", "train"]

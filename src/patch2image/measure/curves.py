@@ -11,8 +11,16 @@ import numpy as np
 from scipy import interpolate, ndimage
 
 SMOOTHING_PER_POINT = 0.25
-"""``splprep``'s smoothing ``s`` per point (squared distance, pixels^2): a skeleton strays about half a pixel
-from the centre line, in either coordinate."""
+"""``splprep``'s smoothing ``s`` per point (squared distance, pixels^2) for a field of view ``REFERENCE_WIDTH``
+wide: a skeleton strays about half a pixel from the centre line. Wider fields of view scale it with the square
+of their width, so that the spline smooths the same share of the eye at any resolution: curvature otherwise
+measures the pixels' wiggle, and a photograph twice as large measured 40% more squared curvature."""
+REFERENCE_WIDTH = 540.0
+"""DRIVE's field of view, in pixels."""
+
+
+def smoothing_for(fov_width: float) -> float:
+    return SMOOTHING_PER_POINT * max(1.0, fov_width / REFERENCE_WIDTH) ** 2
 
 PARAMETER_SIGMA = 2.0
 
@@ -42,8 +50,11 @@ class Curve:
         return float(np.hypot(*(self.points[-1] - self.points[0])))
 
 
-def fit_curve(path: np.ndarray) -> Curve | None:
-    """The smoothed curve through a path of pixels (row, col), or None for a path too short for a cubic."""
+def fit_curve(path: np.ndarray, smoothing: float = SMOOTHING_PER_POINT) -> Curve | None:
+    """The smoothed curve through a path of pixels (row, col), or None for a path too short for a cubic.
+
+    ``smoothing``: ``splprep``'s ``s`` per point (see :func:`smoothing_for`).
+    """
     if len(path) < 4:
         return None
     xy = path[:, ::-1].astype(float).T
@@ -52,7 +63,7 @@ def fit_curve(path: np.ndarray) -> Curve | None:
     smooth = ndimage.gaussian_filter1d(xy, PARAMETER_SIGMA, axis=1, mode="nearest")
     u = np.r_[0, np.cumsum(np.maximum(np.hypot(*np.diff(smooth, axis=1)), 1e-3))]
     try:
-        tck, _ = interpolate.splprep(xy, u=u, s=SMOOTHING_PER_POINT * len(path), k=3, quiet=2)
+        tck, _ = interpolate.splprep(xy, u=u, s=smoothing * len(path), k=3, quiet=2)
     except (ValueError, TypeError):  # degenerate input (a path folded on itself)
         return None
     x, y = interpolate.splev(u, tck)

@@ -5,7 +5,7 @@ import numpy as np
 from patch2image.data.field_of_view import fov_diameter
 from patch2image.errors import UserError
 from patch2image.measure import features
-from patch2image.measure.curves import fit_curve
+from patch2image.measure.curves import fit_curve, smoothing_for
 from patch2image.measure.scale import microns_per_pixel as scale_of
 from patch2image.measure.segments import skeleton_of
 from patch2image.measure.table import COLUMNS
@@ -72,7 +72,8 @@ def _shared(vessels: np.ndarray, width_px: float) -> dict:
     centre_line = np.zeros_like(vessels)
     for path in long_enough:  # not the spurs a skeleton grows at a vessel's corners, thinner than the vessel
         centre_line[path[:, 0], path[:, 1]] = True
-    fitted = ((path, fit_curve(path)) for path in long_enough)
+    smoothing = smoothing_for(width_px)
+    fitted = ((path, fit_curve(path, smoothing)) for path in long_enough)
     return {
         "skeleton": skeleton,
         "curves": [(path, curve) for path, curve in fitted if curve is not None],

@@ -5,12 +5,12 @@ import csv
 import cv2
 import numpy as np
 import pytest
+from test_measure import disc_mask, tree
 
 import patch2image
 from patch2image.cli import main
 from patch2image.data import write_png
 from patch2image.measure import CSV_COLUMNS, measure_masks
-from test_measure import disc_mask, tree
 
 
 def read_rows(path):

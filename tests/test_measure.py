@@ -243,3 +243,12 @@ def test_the_api_measures_a_mask_or_a_probability_map():
     import patch2image.measure as module  # the package: still callable
 
     assert module(tree())["fov_segments"] == row["fov_segments"]
+
+
+def test_the_data_dictionary_in_the_docs_is_the_table_s_own():
+    from pathlib import Path
+
+    from patch2image.measure.table import data_dictionary
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "measurements.md"
+    assert data_dictionary() in page.read_text()

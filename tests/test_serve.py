@@ -161,13 +161,31 @@ def test_threshold_change_rethresholds_without_the_network(client, drive_photo):
     np.testing.assert_array_equal(default, masks[0.7])  # no ?threshold=: the request's threshold
 
     archive = zipfile.ZipFile(io.BytesIO(client.get(f"{result['urls']['zip']}?threshold=0.3").content))
-    assert sorted(archive.namelist()) == [f"01_test_{k}" for k in ("info.json", "mask.png", "overlay.png", "prob.png")]
+    kinds = ("info.json", "mask.png", "measurements.csv", "overlay.png", "prob.png")
+    assert sorted(archive.namelist()) == [f"01_test_{k}" for k in kinds]
     assert json.loads(archive.read("01_test_info.json"))["threshold"] == 0.3
     np.testing.assert_array_equal(np.asarray(decode(archive.read("01_test_mask.png"))) > 0, masks[0.3])
     assert decode(archive.read("01_test_overlay.png")).size == (565, 584)
 
     bad = client.get(f"{result['urls']['mask']}?threshold=abc")
     assert_one_line_error(bad, 400, "01_test.tif", client.app.state.serve.root)
+
+
+def test_a_vessel_result_is_measured_at_the_threshold_asked_as_patch2image_measure_does(client, drive_photo):
+    from patch2image.data import field_of_view_mask
+    from patch2image.measure import measure_masks
+
+    result = post(client, drive_photo.name, drive_photo.read_bytes()).json()
+    body = client.get(f"{result['urls']['measurements']}?threshold=0.4").json()
+    assert body["threshold"] == 0.4 and body["units"]["fov_calibre_um"] == "um"
+    rgb, prob = library_probabilities(drive_photo)
+    disc = np.load(client.app.state.serve.results[result["id"]].folder / "disc.npy")
+    expected = measure_masks(prob >= 0.4, field_of_view_mask(rgb), disc)
+    assert body["row"]["disc_found"] == 1
+    assert body["row"]["fov_vessel_density"] == pytest.approx(expected["fov_vessel_density"], abs=1e-3)
+    table = client.get(f"{result['urls']['zip']}?threshold=0.4").content
+    csv_text = zipfile.ZipFile(io.BytesIO(table)).read("01_test_measurements.csv").decode()
+    assert csv_text.startswith("image,disc_found,") and "\n01_test,1," in csv_text
 
 
 def test_large_photographs_get_a_smaller_preview_and_old_results_are_forgotten():
@@ -499,4 +517,4 @@ def test_page_segments_dropped_photographs_in_chromium(live_server, drive_photo,
         downloaded = decode(response.read())
     assert downloaded.size == (565, 584) and downloaded.mode == "RGB"
     with urllib.request.urlopen(browser.evaluate("document.querySelector('.card.done .dl-zip').href")) as response:
-        assert len(zipfile.ZipFile(io.BytesIO(response.read())).namelist()) == 4
+        assert len(zipfile.ZipFile(io.BytesIO(response.read())).namelist()) == 5

@@ -38,8 +38,13 @@ class Measurer:
             threshold = self.vessels.threshold if self.threshold is None else self.threshold
             vessels = inside_field_of_view(self.vessels(rgb), rgb, fov) >= threshold
         if disc is None and self.disc is not None:
-            disc = inside_field_of_view(self.disc(rgb), rgb, fov) >= self.disc.threshold
+            disc = self.disc_mask(rgb, fov)
         return self.masks(vessels, fov, disc)
+
+    def disc_mask(self, rgb: np.ndarray, fov: np.ndarray) -> np.ndarray:
+        from patch2image.segment import inside_field_of_view
+
+        return inside_field_of_view(self.disc(rgb), rgb, fov) >= self.disc.threshold
 
     def masks(self, vessels: np.ndarray, fov: np.ndarray, disc: np.ndarray | None) -> dict:
         return measure_masks(vessels, fov, disc, microns_per_pixel=self.microns_per_pixel, fov_degrees=self.fov_degrees)

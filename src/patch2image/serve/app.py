@@ -64,6 +64,8 @@ from patch2image.segment import (
     overlay,
     probability_png,
 )
+from patch2image.serve.measurements import KINDS as MEASUREMENT_KINDS
+from patch2image.serve.measurements import measurement_bytes
 from patch2image.weights import (
     WeightsMetadata,
     default_model,
@@ -98,7 +100,7 @@ KINDS = {
     "preview.png": "image/png",
     "preview.u16": "application/octet-stream",
     "zip": "application/zip",
-}
+} | MEASUREMENT_KINDS
 
 
 class _TooLarge(Exception):
@@ -213,7 +215,8 @@ class Result:
                 "photo": f"{base}/photo.png",
                 "preview": f"{base}/preview.png",
                 "preview_prob": f"{base}/preview.u16",
-            },
+            }
+            | ({"measurements": f"{base}/measurements.json"} if self.task == "vessels" else {}),
         }
 
 
@@ -412,6 +415,8 @@ class ServeState:
                 return None
             if kind == "preview.u16":
                 return self._preview_probabilities(result)
+            if kind in MEASUREMENT_KINDS:  # vessels only: a disc result has no url for them
+                return measurement_bytes(result.folder, result.stem, kind, threshold)
             path = result.folder / self._file_name(kind, threshold)
             if not path.is_file():
                 write_png(path, self._image(result, kind, threshold))
@@ -480,6 +485,9 @@ class ServeState:
                     "overlay": "RGB PNG, the mask tinted over the photograph",
                 }  # fmt: skip
                 archive.writestr(f"{stem}_info.json", json.dumps(info, indent=2), zipfile.ZIP_DEFLATED)
+                if result.task == "vessels":
+                    table = self.render(result, "measurements.csv", used_threshold)
+                    archive.writestr(f"{stem}_measurements.csv", table or b"", zipfile.ZIP_DEFLATED)
         spool.seek(0)
         return spool
 

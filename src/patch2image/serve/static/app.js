@@ -116,6 +116,7 @@ function setThreshold(value) {
   $("threshold").value = String(state.threshold);
   $("threshold-value").textContent = state.threshold.toFixed(2);
   redrawAll();
+  measureAll();
 }
 
 let redrawPending = false;
@@ -237,6 +238,7 @@ async function segmentOne({ file, card }) {
   card.querySelector(".images").hidden = false;
   card.querySelector(".downloads").hidden = false;
   draw(entry);
+  showMeasurements(entry);
   state.observer.observe(card);
   const size = `${body.width}×${body.height}`;
   setStatus(card, `${body.seconds.toFixed(2)} s · ${body.model} (${body.task.replace("_", " ")}) · ${size}`, "done");
@@ -311,6 +313,72 @@ function updateLinks() {
   const all = $("zip-all");
   all.hidden = state.entries.length < 2;
   all.href = `/api/zip?ids=${state.entries.map((e) => e.res.id).join(",")}&threshold=${state.threshold.toFixed(2)}`;
+}
+
+// ----------------------------------------------------------------------------- measurements
+// Vessel results get a small table of their measurements at the slider's threshold (the server measures:
+// the same code as `patch2image measure`); a moved slider asks again once it rests for half a second.
+
+const REGIONS = { fov: "field of view", zone_b: "zone B", zone_c: "zone C" };
+const FEATURES = {
+  vessel_density: "vessel density", fractal_dimension: "fractal dimension", calibre_px: "calibre (px)",
+  calibre_um: "calibre (µm)", distance_tortuosity: "distance tortuosity",
+  tortuosity_density_per_mm: "tortuosity density (1/mm)", segments: "segments",
+};
+let measureTimer = null;
+
+function measureAll() {
+  clearTimeout(measureTimer);
+  measureTimer = setTimeout(() => state.entries.forEach(showMeasurements), 500);
+}
+
+function cell(tag, text) {
+  const element = document.createElement(tag);
+  element.textContent = text;
+  return element;
+}
+
+function shown(value) {
+  if (value === null || value === undefined || value === "") return "–";
+  return typeof value === "number" && !Number.isInteger(value) ? value.toPrecision(3) : String(value);
+}
+
+async function showMeasurements(entry) {
+  const url = entry.res.urls.measurements;
+  if (!url) return;
+  const box = entry.card.querySelector(".measurements");
+  const threshold = state.threshold.toFixed(2);
+  box.hidden = false;
+  box.dataset.threshold = threshold;
+  let body;
+  try {
+    const response = await fetch(`${url}?threshold=${threshold}`);
+    if (!response.ok) throw new Error(`the server answered ${response.status}`);
+    body = await response.json();
+  } catch (error) {
+    box.replaceChildren(cell("p", `Measurements unavailable: ${error.message}`));
+    return;
+  }
+  if (box.dataset.threshold !== threshold) return; // a later threshold was asked meanwhile
+  const { row } = body;
+  const table = document.createElement("table");
+  const head = table.createTHead().insertRow();
+  head.append(cell("th", `Measurements at threshold ${threshold}`));
+  for (const [region, name] of Object.entries(REGIONS)) head.append(cell("th", name));
+  const rows = table.createTBody();
+  for (const [feature, name] of Object.entries(FEATURES)) {
+    const line = rows.insertRow();
+    line.append(cell("th", name));
+    for (const region of Object.keys(REGIONS)) line.append(cell("td", shown(row[`${region}_${feature}`])));
+  }
+  const disc = row.disc_found
+    ? `optic disc at (${Math.round(row.disc_centre_x)}, ${Math.round(row.disc_centre_y)}), ` +
+      `${Math.round(row.disc_diameter_px)} px across`
+    : `no optic disc (${row.disc_reason}): zones B and C not measured`;
+  const scale = row.microns_per_pixel
+    ? `${row.microns_per_pixel.toPrecision(3)} µm per pixel (${row.scale_source.replace("_", " ")})`
+    : "no scale";
+  box.replaceChildren(table, cell("p", `${disc}; ${scale}. All columns are in the ZIP's CSV.`));
 }
 
 init();

@@ -490,6 +490,9 @@ def test_page_segments_dropped_photographs_in_chromium(live_server, drive_photo,
         "(document.querySelector('.card.done canvas'))"
     )
     assert size == [565, 584, 565]
+    browser.wait_for("document.querySelectorAll('.card.done .measurements td').length === 21")
+    cells = browser.evaluate("[...document.querySelectorAll('.card.done .measurements td')].map(c => c.textContent)")
+    assert cells[0] not in ("", "–"), cells  # the field of view's vessel density
     if os.environ.get("PATCH2IMAGE_SCREENSHOT") == "1":
         height = browser.evaluate("Math.ceil(document.documentElement.scrollHeight)")
         browser.call("Emulation.setDeviceMetricsOverride", width=1280, height=height, deviceScaleFactor=1, mobile=False)

@@ -71,7 +71,7 @@ def test_calibre_of_a_straight_vessel_is_its_width_within_half_a_pixel(width, ve
     mask[50 - width // 2 : 50 - width // 2 + width, 20:280] = True
     mask = mask.T if vertical else mask
     skeleton = skeleton_of(mask)
-    calibre = F.mean_calibre(F.widths(mask), skeleton.segment_pixels, np.ones_like(mask))
+    calibre = F.mean_calibre(F.widths(mask, skeleton.pixels), skeleton.segment_pixels, np.ones_like(mask))
     assert abs(calibre - width) <= 0.5
 
 
@@ -83,7 +83,7 @@ def test_calibre_of_an_oblique_vessel_is_its_width_within_half_a_pixel(width):
     along = (cols - 200) * np.cos(a) + (rows - 200) * np.sin(a)
     mask = (np.abs(across) < width / 2) & (np.abs(along) < 150)
     skeleton = skeleton_of(mask)
-    calibre = F.mean_calibre(F.widths(mask), skeleton.segment_pixels, np.ones_like(mask))
+    calibre = F.mean_calibre(F.widths(mask, skeleton.pixels), skeleton.segment_pixels, np.ones_like(mask))
     assert abs(calibre - width) <= 0.5
 
 
@@ -209,7 +209,7 @@ def scaled_features(row: dict) -> dict:
     return {f"{z}_{n}": row[f"{z}_{n}"] for z in ("fov", "zone_b", "zone_c") for n in names}
 
 
-TOLERANCE = {"vessel_density": 0.01, "fractal_dimension": 0.06, "calibre_um": 0.05, "distance_tortuosity": 0.02,
+TOLERANCE = {"vessel_density": 0.01, "fractal_dimension": 0.06, "calibre_um": 0.06, "distance_tortuosity": 0.02,
              "squared_curvature_per_mm": 0.3, "tortuosity_density_per_mm": 0.3}  # fmt: skip
 """Relative tolerance of each feature under rotation and resizing. Curvature is the most sensitive: a resize by
 nearest neighbour turns smooth edges into steps, and the skeleton's wiggle, not the vessel's, changes with it;

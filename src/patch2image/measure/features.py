@@ -15,8 +15,8 @@ Definitions (docs/measurements.md cites each source):
   between inflection points of (arc / chord - 1). Each is averaged over the region's pieces (AutoMorph).
 """
 
+import cv2
 import numpy as np
-from scipy import ndimage
 
 from patch2image.measure.curves import Curve
 
@@ -69,18 +69,19 @@ def fractal_dimension(vessels: np.ndarray, sizes: np.ndarray) -> float | None:
     return float(slope)
 
 
-def widths(vessels: np.ndarray) -> np.ndarray:
-    """Each vessel pixel's local width in pixels: exact for straight vessels of any whole width.
+def widths(vessels: np.ndarray, skeleton: np.ndarray) -> np.ndarray:
+    """The vessel's local width in pixels at each skeleton pixel (0 elsewhere): exact for straight vessels.
 
-    At twice the resolution (each pixel four), a vessel w pixels wide is 2w half-pixels wide, an even number,
-    and the largest distance to the background over a pixel's four halves is w half-pixels at its centre
-    line: read in pixels, that is w. At the photograph's own resolution the centre of an even width falls
-    between pixels, and twice the distance is one pixel off.
+    With d the Euclidean distance to the background, a skeleton pixel's width is d plus the largest d of
+    its neighbours off the skeleton, the pixels beside the centre line: an odd width w = 2k + 1 has d = k + 1
+    on the centre line and k beside it; an even width 2k has its centre between two pixels, both at d = k. Twice
+    d alone would be one pixel too wide for odd widths and one too narrow for even ones, as the widths of
+    AutoMorph's inscribed circles are (it corrects them by counting border pixels).
     """
-    fine = np.kron(vessels.astype(np.uint8), np.ones((2, 2), np.uint8))
-    distance = ndimage.distance_transform_edt(fine)
-    h, w = vessels.shape
-    return distance.reshape(h, 2, w, 2).max(axis=(1, 3))
+    # OpenCV's exact Euclidean transform (DIST_MASK_PRECISE): SciPy's gives the same, 10 times slower.
+    distance = cv2.distanceTransform(vessels.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    beside = cv2.dilate(np.where(skeleton, 0, distance).astype(np.float32), np.ones((3, 3), np.uint8))
+    return np.where(skeleton, distance + beside, 0.0)
 
 
 def mean_calibre(width: np.ndarray, centre_line: np.ndarray, region: np.ndarray) -> float | None:

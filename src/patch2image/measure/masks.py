@@ -77,7 +77,7 @@ def _shared(vessels: np.ndarray, width_px: float) -> dict:
     return {
         "skeleton": skeleton,
         "curves": [(path, curve) for path, curve in fitted if curve is not None],
-        "width": features.widths(vessels),
+        "width": features.widths(vessels, skeleton.pixels),
         "centre_line": centre_line,
         "sizes": features.box_sizes(width_px),
         "min_points": min_points,

@@ -44,7 +44,11 @@ def skeleton_of(vessels: np.ndarray) -> Skeleton:
     branch = pixels & (count >= 3)
     ends = np.argwhere(pixels & (count == 1))
     labels, clusters = ndimage.label(branch, structure=EIGHT)
-    centres = np.array(ndimage.center_of_mass(branch, labels, range(1, clusters + 1))).reshape(-1, 2)
+    rows, cols = np.nonzero(branch)
+    which = labels[rows, cols]
+    sizes = np.bincount(which, minlength=clusters + 1)[1:]
+    centres = np.stack([np.bincount(which, rows, clusters + 1)[1:], np.bincount(which, cols, clusters + 1)[1:]], 1)
+    centres = centres / np.maximum(sizes, 1)[:, None]
     return Skeleton(pixels, centres, ends, ordered_paths(pixels & ~branch))
 
 

@@ -45,8 +45,7 @@ def find_disc(disc_mask: np.ndarray | None, fov: np.ndarray, fov_diameter: float
     if count == 0:
         return Disc(reason="the disc model found no disc")
     areas = np.bincount(labels.ravel())[1:]
-    region = labels == 1 + int(np.argmax(areas))
-    cy, cx = ndimage.center_of_mass(region)
+    cy, cx = np.argwhere(labels == 1 + int(np.argmax(areas))).mean(axis=0)
     diameter = float(2 * np.sqrt(areas.max() / np.pi))
     share = diameter / fov_diameter if fov_diameter else np.inf
     low, high = DISC_DIAMETER_RANGE

@@ -84,8 +84,8 @@ def convergence(manual: np.ndarray, fov: np.ndarray) -> tuple[float, float]:
     from patch2image.measure.features import widths
     from patch2image.measure.segments import skeleton_of
 
-    width = widths(manual)
     centre = skeleton_of(manual).pixels
+    width = widths(manual, centre)
     thick = manual & (width >= np.quantile(width[centre], 2 / 3))
     density = ndimage.gaussian_filter(thick.astype(float), fov_diameter(fov) / 10)
     y, x = np.unravel_index(np.argmax(density), density.shape)
@@ -191,6 +191,12 @@ def disc_check(row: dict) -> str:
     return ""
 
 
+def pairs(rows: list[dict], key: str) -> np.ndarray:
+    """(manual, predicted) of one column, for the photographs where both were measured."""
+    values = [(r["manual"][key], r["predicted"][key]) for r in rows]
+    return np.array([v for v in values if None not in v], float).reshape(-1, 2)
+
+
 def write_results(rows: list[dict], out: Path, seconds: float) -> None:
     folder = out / "measurements"
     folder.mkdir(parents=True, exist_ok=True)
@@ -198,9 +204,7 @@ def write_results(rows: list[dict], out: Path, seconds: float) -> None:
     for feature, (label, target) in FEATURES.items():
         figure(feature, rows, folder / f"{feature}.png")
         for region, title in REGIONS.items():
-            key = f"{region}_{feature}"
-            values = np.array([(r["manual"][key], r["predicted"][key]) for r in rows
-                               if r["manual"][key] is not None and r["predicted"][key] is not None], float)  # fmt: skip
+            values = pairs(rows, f"{region}_{feature}")
             stats = agreement(values[:, 0], values[:, 1]) if len(values) > 2 else None
             table.append({"feature": feature, "region": region, "target": target} | (stats or {}))
             if stats is None:
@@ -217,6 +221,18 @@ def write_results(rows: list[dict], out: Path, seconds: float) -> None:
                                                                      "upper", "manual_mean"])  # fmt: skip
         writer.writeheader()
         writer.writerows(table)
+    per_dataset_lines = []
+    for feature, (label, target) in FEATURES.items():
+        cells = []
+        for dataset in MODELS:
+            values = pairs([r for r in rows if r["dataset"] == dataset], f"fov_{feature}")
+            if len(values) > 2:
+                stats = agreement(values[:, 0], values[:, 1])
+                bias = 100 * stats["bias"] / stats["manual_mean"]
+                cells.append(f"{stats['icc_2_1']:.2f} ({stats['pearson_r']:.2f}; {bias:+.0f}%)")
+            else:
+                cells.append("")
+        per_dataset_lines.append(f"| {label} | {target:.2f} | " + " | ".join(cells) + " |")
     checks = [(r["dataset"], r["name"], disc_check(r)) for r in rows]
     failed = [c for c in checks if c[2]]
     per_dataset = {d: sum(1 for r in rows if r["dataset"] == d) for d in MODELS}
@@ -227,9 +243,16 @@ def write_results(rows: list[dict], out: Path, seconds: float) -> None:
         minutes=seconds / 60, failed=len(failed), total=len(checks),
         failures="\n".join(f"| {d} | {n} | {why} |" for d, n, why in failed) or "| | | none |",
         figures="\n".join(f"![{FEATURES[f][0]}](measurements/{f}.png)" for f in FEATURES),
+        datasets=" | ".join(MODELS), rule="|".join("---" for _ in MODELS), within="\n".join(per_dataset_lines),
+        reading=READING,
     )  # fmt: skip
     (out / "measurements.md").write_text(page)
 
+
+READING = """## Reading the table
+
+(Written after the run above; a rerun keeps the text and replaces the figures around it.)
+"""
 
 PAGE = """# Measurements from predicted masks against the manual labels
 
@@ -258,6 +281,16 @@ Zones B and C count only the photographs where the disc was found and the zone l
 | feature | region | n | manual mean | Pearson r | ICC(2,1) | bias [limits] | target | met |
 |---|---|---|---|---|---|---|---|---|
 {table}
+
+Within each camera (field of view only): ICC(2,1) (Pearson r; bias as a share of the manual mean). Pooling
+four cameras adds the differences between them (calibre in pixels above all) to the spread the ICC divides
+by; within one camera only the photographs' own differences remain.
+
+| feature | target | {datasets} |
+|---|---|{rule}|
+{within}
+
+{reading}
 
 ## The optic disc as the zones see it
 

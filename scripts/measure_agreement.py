@@ -76,7 +76,8 @@ def convergence(manual: np.ndarray, fov: np.ndarray) -> tuple[float, float]:
     """Where the main vessels converge, from the manual labels: the densest spot of the widest vessels' area.
 
     The widest third of the centre line (local width from the distance transform) marks the main arcades;
-    their area smoothed over a tenth of the field of view's width peaks at the disc, where they all enter.
+    their area smoothed over a tenth of the field of view's width (per area of field of view under the window)
+    peaks at the disc, where they all enter.
     """
     from scipy import ndimage
 
@@ -87,8 +88,12 @@ def convergence(manual: np.ndarray, fov: np.ndarray) -> tuple[float, float]:
     centre = skeleton_of(manual).pixels
     width = widths(manual, centre)
     thick = manual & (width >= np.quantile(width[centre], 2 / 3))
-    density = ndimage.gaussian_filter(thick.astype(float), fov_diameter(fov) / 10)
-    y, x = np.unravel_index(np.argmax(density), density.shape)
+    sigma = fov_diameter(fov) / 10
+    # Over the share of the window inside the field of view, so that a disc at the edge is not pulled inwards.
+    density = ndimage.gaussian_filter(thick.astype(float), sigma) / np.maximum(
+        ndimage.gaussian_filter(fov.astype(float), sigma), 0.25
+    )
+    y, x = np.unravel_index(np.argmax(np.where(fov, density, -1)), density.shape)
     return float(x), float(y)
 
 

@@ -473,7 +473,7 @@ def _segmenter(args, name: str | None):
 
 
 def _write_measurements(out, rows: list[dict]) -> None:
-    from patch2image.files import write_text
+    from patch2image.atomic_files import write_text
     from patch2image.measure import csv_text
 
     try:

@@ -6,7 +6,8 @@ For every labelled photograph of DRIVE, STARE, CHASE_DB1 and LES-AV: the vessels
 that did not train on that dataset (``MODELS``), the optic disc by the shipped disc model, then every feature
 measured twice with the same field of view, disc and scale: on the predicted mask and on the manual one. Writes
 ``measurements.md`` (Pearson r, ICC(2,1), Bland-Altman bias and limits per feature against the targets, and the
-disc check), ``measurements/agreement.csv`` and one figure per feature. Masks are cached in ``--cache``.
+disc check), ``measurements/agreement.csv``, ``measurements/per_image.csv`` and one figure per feature. Masks are
+cached in ``--cache``.
 """
 
 import argparse
@@ -239,6 +240,14 @@ def write_results(rows: list[dict], out: Path, seconds: float) -> None:
                 cells.append("")
         per_dataset_lines.append(f"| {label} | {target:.2f} | " + " | ".join(cells) + " |")
     checks = [(r["dataset"], r["name"], disc_check(r)) for r in rows]
+    with open(folder / "per_image.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        keys = [f"{region}_{feature}" for region in REGIONS for feature in FEATURES]
+        columns = [f"{k}_{m}" for k in keys for m in ("manual", "predicted")]
+        writer.writerow(["dataset", "image", "disc_check", *columns])
+        for row, (_, _, check) in zip(rows, checks, strict=True):
+            values = [row[m][k] for k in keys for m in ("manual", "predicted")]
+            writer.writerow([row["dataset"], row["name"], check, *("" if v is None else f"{v:.6g}" for v in values)])
     failed = [c for c in checks if c[2]]
     per_dataset = {d: sum(1 for r in rows if r["dataset"] == d) for d in MODELS}
     header = (Path(__file__).read_text().split('"""')[1].strip().splitlines()[2]).strip()

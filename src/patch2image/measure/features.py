@@ -90,9 +90,17 @@ def mean_calibre(width: np.ndarray, centre_line: np.ndarray, region: np.ndarray)
     return float(values.mean()) if values.size else None
 
 
-def distance_factor(curve: Curve) -> float | None:
+MAX_DISTANCE_FACTOR = 1.5
+"""Pieces whose arc is more than 1.5 times their chord are left out of the distance tortuosity, as VascX leaves
+them out (``max_tortuosity``): between two branch points a vessel hardly bends back on itself, a skeleton's
+loop around a hole in a wide vessel does, and one such piece moved a photograph's mean from 1.04 to 1.16."""
+
+
+def distance_factor(curve: Curve, limit: float = np.inf) -> float | None:
+    """Arc length over chord; None for a closed piece or one above ``limit``."""
     chord = curve.chord
-    return curve.length / chord if chord >= 1 else None
+    factor = curve.length / chord if chord >= 1 else None
+    return factor if factor is not None and factor <= limit else None
 
 
 def squared_curvature(curve: Curve) -> float:

@@ -101,7 +101,9 @@ def _measure_region(row: dict, name: str, region: np.ndarray, vessels: np.ndarra
         "fractal_dimension": features.fractal_dimension(vessels & region, shared["sizes"]),
         "calibre_px": calibre,
         "calibre_um": calibre * mpp if calibre is not None and mpp else None,
-        "distance_tortuosity": features.mean_or_none([features.distance_factor(p) for p in pieces]),
+        "distance_tortuosity": features.mean_or_none(
+            [features.distance_factor(p, features.MAX_DISTANCE_FACTOR) for p in pieces]
+        ),
         "squared_curvature_per_px": squared,
         "squared_curvature_per_mm": squared * per_mm if squared is not None and per_mm else None,
         "tortuosity_density_per_px": density,

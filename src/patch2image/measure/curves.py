@@ -22,6 +22,7 @@ REFERENCE_WIDTH = 540.0
 def smoothing_for(fov_width: float) -> float:
     return SMOOTHING_PER_POINT * max(1.0, fov_width / REFERENCE_WIDTH) ** 2
 
+
 PARAMETER_SIGMA = 2.0
 
 

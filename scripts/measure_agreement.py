@@ -74,11 +74,13 @@ def masks(dataset, name, image, label, fov_path, cache: Path, segmenters) -> dic
 
 
 def convergence(manual: np.ndarray, fov: np.ndarray) -> tuple[float, float]:
-    """Where the main vessels converge, from the manual labels: the densest spot of the widest vessels' area.
+    """Where the main vessels converge, from the manual labels: the peak of the centre line weighted by width^2.
 
-    The widest third of the centre line (local width from the distance transform) marks the main arcades;
-    their area smoothed over a tenth of the field of view's width (per area of field of view under the window)
-    peaks at the disc, where they all enter.
+    Each centre-line pixel counts its vessel's width squared (its cross-section: the main arcades count most),
+    smoothed over a tenth of the field of view's width; the peak is where the widest vessels all enter, the disc.
+    Chosen by looking at the photographs it flagged: counting the widest third of the vessel area instead, and
+    dividing by the share of the window inside the field of view, put the peak on an arcade's crossing or at the
+    rim for correct discs (32 flagged of the 107 with a disc; this way, 8).
     """
     from scipy import ndimage
 
@@ -87,13 +89,7 @@ def convergence(manual: np.ndarray, fov: np.ndarray) -> tuple[float, float]:
     from patch2image.measure.segments import skeleton_of
 
     centre = skeleton_of(manual).pixels
-    width = widths(manual, centre)
-    thick = manual & (width >= np.quantile(width[centre], 2 / 3))
-    sigma = fov_diameter(fov) / 10
-    # Over the share of the window inside the field of view, so that a disc at the edge is not pulled inwards.
-    density = ndimage.gaussian_filter(thick.astype(float), sigma) / np.maximum(
-        ndimage.gaussian_filter(fov.astype(float), sigma), 0.25
-    )
+    density = ndimage.gaussian_filter(widths(manual, centre) ** 2, fov_diameter(fov) / 10)
     y, x = np.unravel_index(np.argmax(np.where(fov, density, -1)), density.shape)
     return float(x), float(y)
 
@@ -309,7 +305,8 @@ by; within one camera only the photographs' own differences remain.
 ## The optic disc as the zones see it
 
 The four vessel datasets have no disc labels. Where the main vessels converge, found from the manual labels
-(the widest third of the centre line, its area smoothed over a tenth of the field of view's width, at its peak),
+(the centre line weighted by the vessel's width squared, smoothed over a tenth of the field of view's width, at
+its peak),
 the disc found must lie within one disc diameter. {failed} of {total} photographs fail this check or have no
 plausible disc:
 

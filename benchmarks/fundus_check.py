@@ -25,11 +25,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import cv2  # noqa: E402
 from machine import describe_machine  # noqa: E402
 
 from patch2image.data import field_of_view_mask, open_dataset, read_image  # noqa: E402
-import cv2  # noqa: E402
-
 from patch2image.fundus_check import RULE, check_photograph, work_copy  # noqa: E402
 
 DATASETS = ("DRIVE", "STARE", "CHASE_DB1", "IDRiD", "LES-AV")
@@ -96,7 +95,8 @@ def main() -> None:
         started = time.perf_counter()
         check = check_photograph(rgb, fov)  # as segment and serve run it, on the mask they found
         seconds.append(time.perf_counter() - started)
-        rows.append({"group": group, "name": name, **check.features, **disc_and_vessels(rgb), "warns": bool(check.reasons)})
+        row = {"group": group, "name": name, **check.features, **disc_and_vessels(rgb), "warns": bool(check.reasons)}
+        rows.append(row)
         if check.reasons:
             print(f"warns  {group:20s} {name:22s} {'; '.join(check.reasons)}")
     keys = [*RULE, "disc_contrast", "vessel_share"]
@@ -109,8 +109,10 @@ def main() -> None:
             cells.append(f"{values.min():.3f} {np.median(values):.3f} {values.max():.3f}")
         warned = sum(r["warns"] for r in members)
         print(f"{group:20s} {len(members):4d} " + " ".join(f"{c:>20s}" for c in cells) + f"  warned {warned}")
-    print(f"\n(min median max); the rule's check takes {np.median(seconds) * 1000:.0f} ms per photograph (median, "
-          f"field of view included), {describe_machine()}")
+    print(
+        f"\n(min median max); the rule's check takes {np.median(seconds) * 1000:.0f} ms per photograph (median, "
+        f"field of view included), {describe_machine()}"
+    )
     out = Path(args.out) / "fundus_check.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": describe_machine(), "photographs": rows}, indent=1) + "\n")

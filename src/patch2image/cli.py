@@ -339,6 +339,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
             tqdm.write(f"error: {describe_failure(path, exc)}", file=sys.stderr)
         bar.update(1)
 
+    def warn(path: Path, line: str) -> None:
+        tqdm.write(f"warning: {path}: {line}", file=sys.stderr)
+
     outputs = Outputs(
         threshold=args.threshold if args.threshold is not None else metadata.threshold,
         prob_bits=args.prob_bits,
@@ -348,7 +351,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     )
     try:
         with bar:
-            measured = segment_files(files, segmenter, out, outputs, report, args.workers)
+            measured = segment_files(files, segmenter, out, outputs, report, args.workers, warn)
         if measured:
             write_text(out / "optic_disc.csv", disc_table(measured))
             print(f"optic disc centre and diameter of each image in {out / 'optic_disc.csv'}")

@@ -58,7 +58,8 @@ class FundusCheck:
         """One line for the user, or None when the photograph looks like a fundus photograph."""
         if self.looks_like_fundus:
             return None
-        return f"does not look like a fundus photograph ({'; '.join(self.reasons)}); the segmentation may be meaningless"
+        reasons = "; ".join(self.reasons)
+        return f"does not look like a fundus photograph ({reasons}); its segmentation may mean nothing"
 
 
 def check_photograph(rgb: np.ndarray, fov: np.ndarray | None = None) -> FundusCheck:

@@ -110,8 +110,8 @@ def main() -> None:
         warned = sum(r["warns"] for r in members)
         print(f"{group:20s} {len(members):4d} " + " ".join(f"{c:>20s}" for c in cells) + f"  warned {warned}")
     print(
-        f"\n(min median max); the rule's check takes {np.median(seconds) * 1000:.0f} ms per photograph (median, "
-        f"field of view included), {describe_machine()}"
+        f"\n(min median max); the rule's check takes {np.median(seconds) * 1000:.0f} ms per photograph (median; "
+        f"on the field-of-view mask segment and serve have found already), {describe_machine()}"
     )
     out = Path(args.out) / "fundus_check.json"
     out.parent.mkdir(parents=True, exist_ok=True)

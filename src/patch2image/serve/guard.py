@@ -280,6 +280,5 @@ def server_config(app, limits: Limits = DEFAULT_LIMITS, **options):
         app,
         http=_guarded_protocol(limits),
         timeout_keep_alive=max(1, round(limits.idle_timeout)),
-        h11_max_incomplete_event_size=64 * 1024,
         **options,
     )

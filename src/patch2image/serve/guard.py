@@ -130,7 +130,7 @@ class Guard:
             shown = host[:80] or "(none)"
             return 400, (
                 f"Host {shown}: this server answers only requests addressed to this computer "
-                f"({', '.join(sorted(self.hosts))}); open it as http://127.0.0.1:PORT/"
+                f"({', '.join(sorted(self.hosts))}); open the address patch2image serve printed"
             )
         if method not in SAFE_METHODS:
             source = headers.get("origin") or headers.get("referer")

@@ -189,7 +189,8 @@ class Guard:
             client = scope.get("client") or ("client", 0)
             why = f"too slow: {timed_out}" if timed_out else "the client closed the connection"
             request = f"{scope['method']} {path} from {client[0]}"
-            self.log(f"error: {request}: stopped before the request was complete ({why})")
+            part = "answer" if started and not answered else "request"  # a download cancelled, or an upload
+            self.log(f"error: {request}: stopped before the {part} was complete ({why})")
 
 
 async def _respond(send, status: int, message: str) -> None:

@@ -369,6 +369,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
             segmented.append(path)
         bar.update(1)
 
+    def warn(path: Path, line: str) -> None:
+        tqdm.write(f"warning: {path}: {line}", file=sys.stderr)
+
     outputs = Outputs(
         threshold=args.threshold if args.threshold is not None else metadata.threshold,
         prob_bits=args.prob_bits,
@@ -378,7 +381,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     )
     try:
         with bar:
-            measured = segment_files(files, segmenter, out, outputs, report, args.workers)
+            measured = segment_files(files, segmenter, out, outputs, report, args.workers, warn)
         if measured:
             write_text(out / "optic_disc.csv", disc_table(measured))
             print(f"optic disc centre and diameter of each image in {out / 'optic_disc.csv'}")

@@ -51,7 +51,7 @@ class Measurer:
 
 
 @functools.lru_cache(maxsize=4)
-def _segmenter(name: str):
+def shared_segmenter(name: str):
     import patch2image
 
     return patch2image.load(name)
@@ -100,7 +100,7 @@ def measure(
 
             model = default_model()
         measurer = Measurer(
-            _segmenter(str(model)), _segmenter(disc_model) if disc_model and disc is None else None,
+            shared_segmenter(str(model)), shared_segmenter(disc_model) if disc_model and disc is None else None,
             threshold, microns_per_pixel, fov_degrees,
         )  # fmt: skip
         return measurer.photograph(array, fov, disc=disc)

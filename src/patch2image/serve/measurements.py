@@ -22,7 +22,7 @@ _DISC_LOCK = threading.Lock()  # one disc network, shared by the server's thread
 def measure_result(folder: Path, threshold: float) -> dict:
     """The measurement row of one result at ``threshold`` (its disc segmented on first use)."""
     from patch2image.data import field_of_view_mask
-    from patch2image.measure.photograph import DISC_MODEL, Measurer, _segmenter
+    from patch2image.measure.photograph import DISC_MODEL, Measurer, shared_segmenter
 
     rgb = np.load(folder / "rgb.npy")
     fov = field_of_view_mask(rgb)
@@ -31,7 +31,7 @@ def measure_result(folder: Path, threshold: float) -> dict:
         disc = np.load(disc_file)
     else:
         with _DISC_LOCK:
-            disc = Measurer(disc=_segmenter(DISC_MODEL)).disc_mask(rgb, fov)
+            disc = Measurer(disc=shared_segmenter(DISC_MODEL)).disc_mask(rgb, fov)
         np.save(disc_file, disc)
     return Measurer().masks(np.load(folder / "prob.npy") >= threshold, fov, disc)
 

@@ -97,7 +97,7 @@ def evaluate_model(
     On the dataset the model was trained on, images are segmented at the training size exactly, as
     training scores its test images, not by the camera-independent scale rule (whose 2% aspect-ratio
     tolerance STARE, 2.1%, and CHASE_DB1, 4.3%, exceed). The network's probabilities are scored as
-    training scores them: nothing is cleared outside the field of view (``inside_fov=False``).
+    training scores them: in float32, nothing cleared outside the field of view (``inside_fov=False``).
     """
     from patch2image.data import load_sample
     from patch2image.inference import TRAINING_SIZE, Segmenter, load_segmenter
@@ -107,8 +107,8 @@ def evaluate_model(
     if isinstance(model, Segmenter):
         model = dataclasses.replace(model, inside_fov=False)
     else:
-        model = load_segmenter(model, backend=backend, network=network, announce=announce, mode=mode, stride=stride,
-                               tta=tta, inside_fov=False)  # fmt: skip
+        model = load_segmenter(model, backend=backend, precision="fp32", network=network, announce=announce,
+                               mode=mode, stride=stride, tta=tta, inside_fov=False)  # fmt: skip
         if model.metadata.dataset == dataset.kind and model.metadata.input_size:
             model = dataclasses.replace(model, size=TRAINING_SIZE)
     threshold = model.threshold if threshold is None else threshold

@@ -78,7 +78,7 @@ def load_backend(
     backend: str = "auto",
     threads: int | None = None,
     network: str | None = None,
-    precision: str = "auto",
+    precision: str = "fp32",
     announce: Callable[[str], None] | None = None,
 ):
     """(runner, metadata, backend name) for a shipped model's name, a weights file or an ``.onnx`` file.

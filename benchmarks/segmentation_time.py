@@ -39,8 +39,7 @@ from machine import describe_machine
 
 from patch2image.data import read_image
 from patch2image.inference import Segmenter, predict_image, predict_patches
-from patch2image.networks import create_network
-from patch2image.report.runs import network_label
+from patch2image.networks import create_network, network_label
 from patch2image.weights import WeightsMetadata, load_model, resolve_weights
 
 ROOT = Path(__file__).resolve().parents[1]

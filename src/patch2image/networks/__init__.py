@@ -17,6 +17,14 @@ from patch2image.networks.light import Light
 from patch2image.networks.mini_unet import MiniUnet
 
 NETWORKS: dict[str, type[nn.Module]] = {"light": Light, "mini-unet": MiniUnet, "dense": Dense}
+"""Every registered network, in the paper's order (reports list them so)."""
+NETWORK_LABELS = {"light": "Light", "mini-unet": "Mini-Unet", "dense": "Dense"}
+"""Each registered network's name in reports and tables."""
+
+
+def network_label(network: str) -> str:
+    """What reports call a network: its label, else (a user's ``module:Class``) its name."""
+    return NETWORK_LABELS.get(network, network)
 
 
 DEFAULT_SIZE_DIVISOR = 4

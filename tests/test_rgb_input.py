@@ -145,7 +145,8 @@ def written_probabilities(weights: Path, photo: Path, **options) -> np.ndarray:
 
 def test_training_records_a_three_channel_network_that_loading_rebuilds(rgb_run, weights, photo):
     _, metadata = read_weights(weights)
-    assert metadata.preprocessing["channel"] == "rgb" and metadata.network_args == {"in_channels": 3}
+    assert metadata.preprocessing["channel"] == "rgb" and metadata.network_arguments == {"in_channels": 3}
+    assert "in_channels" not in metadata.network_args  # the channel count is stored once: the pre-processing's
     model, metadata = load_model(weights)
     assert model.body[0][0].in_channels == 3
     network_input = Segmenter(model, metadata).prepare(read_image(photo))
@@ -193,7 +194,7 @@ def test_export_and_int8_export_of_colour_weights(weights, photo, tmp_path, caps
     assert cli.main(["export", str(weights), "--onnx", str(onnx_file)]) == 0
     assert onnx.load(str(onnx_file)).graph.input[0].type.tensor_type.shape.dim[1].dim_value == 3
     expected = patch2image.load(weights, backend="torch", precision="fp32")(photo)
-    assert float(np.abs(patch2image.load(onnx_file)(photo) - expected).max()) <= 1e-4
+    assert float(np.abs(patch2image.load(onnx_file, precision="fp32")(photo) - expected).max()) <= 1e-4
     out = tmp_path / "seg"
     assert cli.main(["segment", str(photo), "--model", str(onnx_file), "--out", str(out), "--quiet"]) == 0
 
@@ -246,7 +247,7 @@ def test_one_channel_weights_load_and_segment_as_before(tmp_path, channel):
     path = tmp_path / "grey.safetensors"
     save_weights(path, network, {"network": "light", "preprocessing": preprocessing})
     model, metadata = load_model(path)
-    assert model.body[0][0].in_channels == 1 and metadata.network_args == {}
+    assert model.body[0][0].in_channels == 1 and metadata.network_arguments == {}
     rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     segmenter = Segmenter(model, metadata, inside_fov=False)  # noise has no field of view: the network's own output
     grey = segmenter.prepare(rgb)

@@ -49,7 +49,7 @@ class RunDirectory:
         network = self.new_network()
         self.metadata = WeightsMetadata(
             network=config.network,
-            network_args=config.network_arguments,
+            network_args=config.network_args,  # in_channels: the pre-processing says it
             size_divisor=size_divisor(network),
             task=self.task,
             input_size=list(self.train.label.shape[1:]),

@@ -19,8 +19,8 @@ but then the bf16-vs-fp32 differences say nothing about a trained model). Result
 network, into ``benchmarks/results/segmentation_time.json``, and the section "Segmentation time
 (Table 5)" of ``docs/benchmarks.md`` is rewritten from the merged results, so Dense can be run apart:
 
-    .venv/bin/python benchmarks/segmentation_time.py --networks light mini-unet
-    .venv/bin/python benchmarks/segmentation_time.py --networks dense --patch-rows-fraction 0.1
+    .venv/bin/python -m benchmarks.segmentation_time --networks light mini-unet
+    .venv/bin/python -m benchmarks.segmentation_time --networks dense --patch-rows-fraction 0.1
 """
 
 import argparse

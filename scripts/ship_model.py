@@ -1,8 +1,8 @@
 """Copy a run's fine-tuned weights into the package as a shipped model, with its metrics in the metadata.
 
-.venv/bin/python scripts/ship_model.py runs/drive-light drive-light
-.venv/bin/python scripts/ship_model.py runs/drive-mini-unet-budget drive-mini-unet
-.venv/bin/python scripts/ship_model.py runs/drive-dense-budget drive-dense
+.venv/bin/python -m scripts.ship_model runs/drive-light drive-light
+.venv/bin/python -m scripts.ship_model runs/drive-mini-unet-budget drive-mini-unet
+.venv/bin/python -m scripts.ship_model runs/drive-dense-budget drive-dense
 """
 
 import dataclasses

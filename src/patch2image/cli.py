@@ -1,6 +1,8 @@
 """patch2image: patch-to-image training and fast segmentation of retinal images.
 
-One sub-command per job, each a thin call into the library.
+One sub-command per job, each a thin call into the library. Each imports its library modules when it
+runs, not here: most of them import torch, which is most of a command's start-up time, and ``--help``
+or a mistyped option should answer at once.
 
 Every ``UserError`` becomes one line on stderr and exit status 2; no traceback reaches the user.
 """
@@ -8,11 +10,14 @@ Every ``UserError`` becomes one line on stderr and exit status 2; no traceback r
 import argparse
 import json
 import sys
+import time
 import warnings
+from pathlib import Path
 
+from patch2image.atomic_files import atomic_write, same_file, write_target, write_text
 from patch2image.data.registry import DATASETS
 from patch2image.errors import UserError
-from patch2image.parameters import as_options
+from patch2image.parameters import POSITIVE, as_options, check
 
 USER_NETWORK_HELP = "a user network module:Class the weights were trained with (imported only when named here)"
 THRESHOLD_HELP = "mask threshold on the probability (default: the model's, the one it was scored at, else 0.5)"
@@ -75,7 +80,6 @@ def cmd_models(args) -> int:
 
 def cmd_demo(args) -> int:
     """The main job: segment scikit-image's sample fundus photograph with a shipped model."""
-    from pathlib import Path
 
     from skimage.data import retina
 
@@ -123,7 +127,6 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from patch2image.atomic_files import write_text
     from patch2image.evaluation import (
         PROTOCOLS,
         evaluate_model,
@@ -143,10 +146,6 @@ def cmd_evaluate(args) -> int:
         if not args.model:
             raise UserError("give a RUN_DIR, or --model NAME_OR_WEIGHTS with a dataset")
         if args.json:  # refused now, not after the evaluation
-            from pathlib import Path
-
-            from patch2image.atomic_files import same_file, write_target
-
             beside = Path(args.json).with_suffix(".csv")  # write_evaluation's per-image CSV
             if same_file(args.json, beside):
                 raise UserError(
@@ -241,13 +240,10 @@ def _add_backend_argument(parser: argparse.ArgumentParser) -> None:
 
 def cmd_segment(args: argparse.Namespace) -> int:
     """Segment every input; 0 when all succeeded, 1 when any input failed (143 after SIGTERM)."""
-    import time
-    from pathlib import Path
 
     from tqdm import tqdm
 
     from patch2image.inference import load_segmenter
-    from patch2image.parameters import POSITIVE, check
     from patch2image.segment import Outputs, Terminated, describe_failure, expand_inputs, segment_photographs
     from patch2image.weights import default_model
 
@@ -324,11 +320,9 @@ def cmd_export(args) -> int:
 
 def _export_int8(model, metadata, args) -> int:
     """``export --int8 PHOTOS``: calibrate on the photographs, write the int8 model, report its distance to float32."""
-    from pathlib import Path
 
     import numpy as np
 
-    from patch2image.atomic_files import atomic_write
     from patch2image.data import read_image
     from patch2image.inference import Segmenter, predict_image
     from patch2image.runtime.export import OnnxModel, check_opset, onnx_bytes

@@ -418,6 +418,7 @@ class _Workers:
 
     def __init__(self, workers: int):
         self.workers = workers
+        self.others = set(multiprocessing.active_children())  # child processes that are not this pool's workers
         self.executor = _new_executor(workers)
 
     def submit(self, fn: Callable, *args) -> Future:
@@ -439,7 +440,7 @@ class _Workers:
         command never exits (seen under heavy load). A worker still busy after ``STOP_SECONDS`` (a
         decoder stuck on a damaged file) is killed, and the temporary files of its writes removed.
         """
-        processes = list((getattr(self.executor, "_processes", None) or {}).values())
+        processes = [p for p in multiprocessing.active_children() if p not in self.others]
         self.executor.shutdown(wait=False, cancel_futures=True)
         deadline = time.monotonic() + STOP_SECONDS
         for process in processes:

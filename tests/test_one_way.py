@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 from scipy import ndimage
+from test_segment import fundus
 
 import patch2image
 from patch2image.cli import build_parser, main
@@ -27,16 +28,6 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 
-def fundus(height: int = 72, width: int = 96, seed: int = 0) -> np.ndarray:
-    """A textured reddish disc on black: a photograph with a field of view and a dark surround."""
-    y, x = np.mgrid[:height, :width]
-    inside = (y - height / 2) ** 2 + (x - width / 2) ** 2 <= (0.42 * min(height, width)) ** 2
-    rng = np.random.default_rng(seed)
-    rgb = np.zeros((height, width, 3), np.uint8)
-    rgb[inside] = np.array([170, 80, 30]) + rng.integers(0, 80, (int(inside.sum()), 1))
-    return rgb
-
-
 def disc_weights(path, threshold: float = 0.5) -> str:
     """Random-initialised Light as an optic disc model, segmenting photographs at their own size."""
     torch.manual_seed(3)
@@ -46,7 +37,7 @@ def disc_weights(path, threshold: float = 0.5) -> str:
 
 
 def test_api_command_line_and_page_give_the_same_probabilities_and_mask(tmp_path, capsys):
-    rgb = fundus()
+    rgb = fundus(72, 96)
     photo = tmp_path / "eye.png"
     Image.fromarray(rgb).save(photo)
     weights = disc_weights(tmp_path / "disc.safetensors")
@@ -148,7 +139,7 @@ def test_segmenter_checks_its_parameters_for_every_front_end(tmp_path, capsys, o
         return  # the command line has no such option, or refuses the value while it parses
     weights = tmp_path / "w.safetensors"
     save_weights(weights, network, metadata)
-    Image.fromarray(fundus()).save(tmp_path / "eye.png")
+    Image.fromarray(fundus(72, 96)).save(tmp_path / "eye.png")
     flags = [f"--{name}={value}" for name, value in options.items()]
     argv = ["segment", str(tmp_path / "eye.png"), "--model", str(weights), "--out", str(tmp_path / "out"), *flags]
     assert main(argv) == 2
@@ -163,6 +154,6 @@ def test_one_threshold_range_for_python_the_command_line_and_the_page(tmp_path, 
         Segmenter(model, metadata).mask_of(np.zeros((4, 4), np.float32), -0.1)
     with TestClient(create_app(models=[str(tmp_path / "disc.safetensors")])) as page:
         png = io.BytesIO()
-        Image.fromarray(fundus()).save(png, format="PNG")
+        Image.fromarray(fundus(72, 96)).save(png, format="PNG")
         response = page.post("/api/segment", files={"image": ("eye.png", png.getvalue())}, data={"threshold": "2"})
     assert response.status_code == 400 and "must be a number between 0 and 1" in response.json()["error"]

@@ -327,8 +327,7 @@ def test_concurrent_requests_do_not_mix_results(live_server, datasets):
 
     model, metadata = load_model(MODEL)
     expected = {
-        name: np.round(Segmenter(model, metadata)(rgb) * 65535).astype(np.uint16)
-        for name, rgb in photos.items()
+        name: np.round(Segmenter(model, metadata)(rgb) * 65535).astype(np.uint16) for name, rgb in photos.items()
     }
     assert len({result["id"] for _, result, _ in done}) == len(done)
     for name, result, prob in done:

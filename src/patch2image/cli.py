@@ -240,7 +240,6 @@ def _add_backend_argument(parser: argparse.ArgumentParser) -> None:
 
 def cmd_segment(args: argparse.Namespace) -> int:
     """Segment every input; 0 when all succeeded, 1 when any input failed (143 after SIGTERM)."""
-
     from tqdm import tqdm
 
     from patch2image.inference import load_segmenter
@@ -277,9 +276,14 @@ def cmd_segment(args: argparse.Namespace) -> int:
             tqdm.write(f"error: {describe_failure(path, exc)}", file=sys.stderr)
         bar.update(1)
 
+    def warn(path: Path, line: str) -> None:
+        tqdm.write(f"warning: {path}: {line}", file=sys.stderr)
+
     try:
         with bar:
-            table = segment_photographs(files, segmenter, Path(args.out), outputs, report, args.workers, args.overwrite)
+            table = segment_photographs(
+                files, segmenter, Path(args.out), outputs, report, args.workers, args.overwrite, warn
+            )
     except Terminated:
         print("terminated (SIGTERM); the outputs written so far are complete", file=sys.stderr)
         return 143

@@ -37,6 +37,7 @@ from torch.nn import functional as F
 
 from patch2image.data import field_of_view_mask, fov_diameter, read_image
 from patch2image.errors import UserError
+from patch2image.fundus_check import check_photograph, with_check
 from patch2image.networks import size_divisor
 from patch2image.parameters import COUNT, POSITIVE, Interval, OneOf, check
 from patch2image.postprocessing import Postprocessing
@@ -483,14 +484,18 @@ class Segmenter:
         self.postprocessing = Postprocessing(self.metadata.task, self.inside_fov, self.largest_region)
 
     def __call__(self, rgb) -> np.ndarray:
-        """(H, W, 3) uint8 RGB, or an image file's path -> (H, W) float32 probabilities at its size, post-processed."""
+        """(H, W, 3) uint8 RGB, or an image file's path -> (H, W) float32 probabilities at its size, post-processed.
+
+        The probabilities are a :class:`patch2image.fundus_check.Probabilities` array: ``.looks_like_fundus``
+        is False, and ``.fundus.warning`` says why, when the photograph does not look like a fundus photograph.
+        """
         if isinstance(rgb, str | Path):
             rgb = read_image(rgb)
         rgb = np.asarray(rgb)
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise UserError(f"expected an RGB image of shape (H, W, 3) and dtype uint8, got {rgb.shape} {rgb.dtype}")
-        fov = field_of_view_mask(rgb)  # once, for the working scale and for clearing outside the eye
-        return self.finish(self.predict(self.prepare(rgb, fov)), fov)
+        fov = field_of_view_mask(rgb)  # once, for the working scale, clearing outside the eye and the fundus check
+        return with_check(self.finish(self.predict(self.prepare(rgb, fov)), fov), check_photograph(rgb, fov))
 
     @property
     def threshold(self) -> float:

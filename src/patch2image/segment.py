@@ -47,6 +47,7 @@ from patch2image.data import field_of_view_mask, read_image
 from patch2image.data.io import write_png
 from patch2image.data.pairing import is_image_file, without_image_extension
 from patch2image.errors import UserError
+from patch2image.fundus_check import check_photograph
 from patch2image.inference import Segmenter
 from patch2image.parameters import THRESHOLD, Interval, OneOf, check
 from patch2image.postprocessing import disc_measurement, overlay, probability_png
@@ -469,11 +470,13 @@ def segment_photographs(
     report: Report,
     workers: int = 0,
     overwrite: bool = False,
+    warn: Callable[[Path, str], None] | None = None,
 ) -> Path | None:
     """``patch2image segment``: ``files`` into ``out_dir``, which is checked, created and its record kept.
 
     Nothing is written when an output would replace an input or a file ``segment`` did not write
-    (unless ``overwrite``; :class:`OutputRecord`). Each file is reported as :func:`segment_files` does.
+    (unless ``overwrite``; :class:`OutputRecord`). Each file is reported, and warned about, as
+    :func:`segment_files` does.
     Returns the optic disc's table (``optic_disc.csv``), None for vessels.
     """
     check({"workers": Interval(0, integer=True)}, {"workers": workers})
@@ -486,7 +489,7 @@ def segment_photographs(
         raise UserError(f"{out_dir}: cannot create the output folder ({exc.strerror or exc})") from None
     record.claim()
     try:
-        measured = segment_files(files, segmenter, out_dir, outputs, report, workers)
+        measured = segment_files(files, segmenter, out_dir, outputs, report, workers, warn)
         if not measured:
             return None
         write_text(out_dir / "optic_disc.csv", disc_table(measured))
@@ -497,12 +500,19 @@ def segment_photographs(
 
 
 def segment_files(
-    files: list[Path], segmenter: Segmenter, out_dir: Path, outputs: Outputs, report: Report, workers: int = 0
+    files: list[Path],
+    segmenter: Segmenter,
+    out_dir: Path,
+    outputs: Outputs,
+    report: Report,
+    workers: int = 0,
+    warn: Callable[[Path, str], None] | None = None,
 ) -> Measured:
     """Segment ``files`` into ``out_dir``, in this process (``workers=0``) or with worker processes.
 
     Every file is reported through ``report`` in input order; an exception in one file never stops the
-    others. Returns the optic disc's measurement of each file segmented (empty for vessels).
+    others. ``warn(path, line)`` hears of a photograph that does not look like a fundus photograph.
+    Returns the optic disc's measurement of each file segmented (empty for vessels).
 
     Raises
     ------
@@ -517,6 +527,7 @@ def segment_files(
                 _stop_if_terminated()
                 try:
                     rgb, fov, network_input = prepare_file(path, segmenter)
+                    _warn_if_not_fundus(path, rgb, fov, warn)
                     prob = segmenter.predict(network_input)
                     found = finish_file(out_dir, output_stem(path), rgb, fov, prob, outputs, segmenter)
                 except Exception as exc:  # one bad file must not stop the others; KeyboardInterrupt still does
@@ -526,11 +537,16 @@ def segment_files(
                         measured[path] = found
                     report(path, None)
             return measured
-        _segment_in_workers(files, segmenter, out_dir, outputs, report, min(workers, len(files)), measured)
+        _segment_in_workers(files, segmenter, out_dir, outputs, report, min(workers, len(files)), measured, warn)
     return measured
 
 
-def _segment_in_workers(files, segmenter: Segmenter, out_dir: Path, outputs, report, workers, measured) -> None:
+def _warn_if_not_fundus(path: Path, rgb: np.ndarray, fov: np.ndarray, warn: Callable | None) -> None:
+    if warn is not None and (warning := check_photograph(rgb, fov).warning):
+        warn(path, warning)
+
+
+def _segment_in_workers(files, segmenter: Segmenter, out_dir, outputs, report, workers, measured, warn) -> None:
     # The workers need the metadata and the pre-processing, not the network: don't pickle it to them.
     preparer = dataclasses.replace(segmenter, model=None)
     pool = _Workers(workers)
@@ -552,6 +568,7 @@ def _segment_in_workers(files, segmenter: Segmenter, out_dir: Path, outputs, rep
             read_next()  # before waiting, so a worker reads ahead while the network runs
             try:
                 rgb, fov, network_input = _result(future)
+                _warn_if_not_fundus(path, rgb, fov, warn)
                 prob = segmenter.predict(network_input)
             except Exception as exc:
                 # Queued with the writes, so that files are reported in input order whatever finishes first.

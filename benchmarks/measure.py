@@ -24,15 +24,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from patch2image.data import field_of_view_mask, read_image
-    from patch2image.inference import Segmenter
+    from patch2image.inference import load_segmenter
     from patch2image.measure import measure_masks
     from patch2image.measure.curves import fit_curve
     from patch2image.measure.segments import skeleton_of
-    from patch2image.segment import inside_field_of_view, load_segmentation_model
+    from patch2image.postprocessing import inside_field_of_view
 
     def segmenter(name):
-        model, metadata, backend = load_segmentation_model(name, "auto", precision="auto", announce=print)
-        return Segmenter(model, metadata), getattr(model, "description", backend)
+        segmenter = load_segmenter(name, backend="auto", precision="auto", announce=print)
+        return segmenter, getattr(segmenter.model, "description", "auto")
 
     vessels, vessel_backend = segmenter(args.model)
     disc, disc_backend = segmenter("optic-disc")
@@ -44,10 +44,10 @@ def main(argv=None) -> int:
         rgb = read_image(case.image)
         fov = field_of_view_mask(rgb)
         started = time.perf_counter()
-        mask = inside_field_of_view(vessels(rgb), rgb, fov) >= vessels.threshold
+        mask = inside_field_of_view(vessels(rgb), fov) >= vessels.threshold
         times["segment vessels"].append(time.perf_counter() - started)
         started = time.perf_counter()
-        disc_mask = inside_field_of_view(disc(rgb), rgb, fov) >= disc.threshold
+        disc_mask = inside_field_of_view(disc(rgb), fov) >= disc.threshold
         times["segment disc"].append(time.perf_counter() - started)
         started = time.perf_counter()
         skeleton = skeleton_of(mask)

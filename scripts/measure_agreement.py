@@ -57,16 +57,16 @@ def masks(dataset, name, image, label, fov_path, cache: Path, segmenters) -> dic
     if path.is_file():
         return dict(np.load(path))
     from patch2image.data import field_of_view_mask, read_image, read_mask
-    from patch2image.segment import inside_field_of_view
+    from patch2image.postprocessing import inside_field_of_view
 
     rgb = read_image(image)
     fov = read_mask(fov_path) if fov_path else field_of_view_mask(rgb)
     vessels, disc = segmenters(MODELS[dataset]), segmenters(DISC_MODEL)
     out = {
-        "predicted": inside_field_of_view(vessels(rgb), rgb, fov) >= vessels.threshold,
+        "predicted": inside_field_of_view(vessels(rgb), fov) >= vessels.threshold,
         "manual": read_mask(label) & fov,
         "fov": fov,
-        "disc": inside_field_of_view(disc(rgb), rgb, fov) >= disc.threshold,
+        "disc": inside_field_of_view(disc(rgb), fov) >= disc.threshold,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **out)

@@ -29,22 +29,22 @@ class Measurer:
     def photograph(self, rgb: np.ndarray, fov=None, vessels=None, disc=None) -> dict:
         """A row for an (H, W, 3) uint8 photograph; ``fov``, ``vessels``, ``disc``: its masks where known."""
         from patch2image.data import field_of_view_mask
-        from patch2image.segment import inside_field_of_view
+        from patch2image.postprocessing import inside_field_of_view
 
         fov = field_of_view_mask(rgb) if fov is None else fov
         if vessels is None:
             if self.vessels is None:
                 raise UserError("no vessel model to segment the photograph with")
             threshold = self.vessels.threshold if self.threshold is None else self.threshold
-            vessels = inside_field_of_view(self.vessels(rgb), rgb, fov) >= threshold
+            vessels = inside_field_of_view(self.vessels(rgb), fov) >= threshold
         if disc is None and self.disc is not None:
             disc = self.disc_mask(rgb, fov)
         return self.masks(vessels, fov, disc)
 
     def disc_mask(self, rgb: np.ndarray, fov: np.ndarray) -> np.ndarray:
-        from patch2image.segment import inside_field_of_view
+        from patch2image.postprocessing import inside_field_of_view
 
-        return inside_field_of_view(self.disc(rgb), rgb, fov) >= self.disc.threshold
+        return inside_field_of_view(self.disc(rgb), fov) >= self.disc.threshold
 
     def masks(self, vessels: np.ndarray, fov: np.ndarray, disc: np.ndarray | None) -> dict:
         return measure_masks(vessels, fov, disc, microns_per_pixel=self.microns_per_pixel, fov_degrees=self.fov_degrees)

@@ -356,7 +356,8 @@ def cmd_measure(args) -> int:
     from patch2image.measure.scale import check_scale_arguments
     from patch2image.segment import check_stems, describe_failure, expand_inputs
 
-    check({"threshold": THRESHOLD}, {"threshold": args.threshold})
+    if args.threshold is not None:
+        check({"threshold": THRESHOLD}, {"threshold": args.threshold})
     check_scale_arguments(args.microns_per_pixel, args.fov_degrees)
     if (args.disc_masks or args.fov_masks) and not args.masks:
         raise UserError("--disc-masks and --fov-masks go with --masks")

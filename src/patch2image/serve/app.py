@@ -58,6 +58,7 @@ from patch2image.inference import Segmenter, working_size
 from patch2image.segment import (
     OVERLAY_ALPHA,
     OVERLAY_COLOURS,
+    disc_measurement,
     inside_field_of_view,
     largest_region,
     output_stem,
@@ -97,6 +98,7 @@ KINDS = {
     "overlay.png": "image/png",
     "preview.png": "image/png",
     "preview.u16": "application/octet-stream",
+    "optic_disc.json": "application/json",
     "zip": "application/zip",
 }
 
@@ -190,6 +192,7 @@ class Result:
     task: str  # "vessels" or "optic_disc", as the weights metadata names it
     threshold: float
     seconds: float
+    optic_disc: dict | None = None  # centre and diameter at ``threshold``, as segment's optic_disc.csv has them
     nbytes: int = 0
     deleted: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -205,6 +208,7 @@ class Result:
             "task": self.task,
             "threshold": self.threshold,
             "seconds": round(self.seconds, 3),
+            "optic_disc": self.optic_disc,
             "urls": {
                 "prob": f"{base}/prob.png",
                 "mask": f"{base}/mask.png",
@@ -213,6 +217,7 @@ class Result:
                 "photo": f"{base}/photo.png",
                 "preview": f"{base}/preview.png",
                 "preview_prob": f"{base}/preview.u16",
+                **({"optic_disc": f"{base}/optic_disc.json"} if self.task == "optic_disc" else {}),
             },
         }
 
@@ -324,7 +329,7 @@ class ServeState:
         height, width = prob.shape
         result = Result(
             token, folder, filename, safe_stem(filename), width, height, entry.name,
-            entry.metadata.task, threshold, seconds,
+            entry.metadata.task, threshold, seconds, measure_disc(prob, threshold, entry.metadata.task),
         )  # fmt: skip
         self._add(result)
         return result
@@ -449,6 +454,16 @@ class ServeState:
         raise ValueError(kind)
 
     @staticmethod
+    def optic_disc(result: Result, threshold: float) -> dict | None:
+        """The disc's centre and diameter at ``threshold`` (None for a vessel model or a forgotten result)."""
+        if threshold == result.threshold:
+            return result.optic_disc
+        with result.lock:
+            if result.deleted:
+                return None
+            return measure_disc(np.load(result.folder / "prob.npy"), threshold, result.task)
+
+    @staticmethod
     def _preview_probabilities(result: Result) -> bytes:
         prob = _shrink(np.load(result.folder / "prob.npy"), result, cv2.INTER_AREA)
         return probability_png(prob).astype("<u2").tobytes()
@@ -475,6 +490,7 @@ class ServeState:
                     "photograph": result.filename, "width": result.width, "height": result.height,
                     "model": result.model, "task": result.task, "threshold": used_threshold,
                     "seconds": round(result.seconds, 3),
+                    **({"optic_disc": self.optic_disc(result, used_threshold)} if result.task == "optic_disc" else {}),
                     "prob": "16-bit grey PNG, probability x 65535",
                     "mask": "8-bit PNG, 255 where probability >= threshold",
                     "overlay": "RGB PNG, the mask tinted over the photograph",
@@ -482,6 +498,14 @@ class ServeState:
                 archive.writestr(f"{stem}_info.json", json.dumps(info, indent=2), zipfile.ZIP_DEFLATED)
         spool.seek(0)
         return spool
+
+
+def measure_disc(prob: np.ndarray, threshold: float, task: str) -> dict | None:
+    """For an optic disc model, the disc's centre (x, y) and diameter in pixels of the photograph, as
+    ``segment`` writes them to ``optic_disc.csv`` (empty values when nothing reaches the threshold)."""
+    if task != "optic_disc":
+        return None
+    return disc_measurement(largest_region(prob >= threshold))
 
 
 def preview_size(width: int, height: int) -> tuple[int, int]:
@@ -627,6 +651,15 @@ def create_app(state: ServeState | None = None, *, allowed_hosts: Sequence[str] 
         except UserError as exc:
             return _error(str(exc), 400)
         headers = {"Cache-Control": "private, max-age=3600"}
+        if kind == "optic_disc.json":
+            if result.task != "optic_disc":
+                return _error(f"{result.filename}: segmented by a vessel model; it has no optic disc", 404)
+            disc = await run_in_threadpool(
+                state.optic_disc, result, result.threshold if threshold is None else threshold
+            )
+            if disc is None:
+                return _error("no such result (the server forgot it); segment the photograph again", 404)
+            return JSONResponse(disc, headers=headers)
         if kind == "zip":
             spool = await run_in_threadpool(state.zip, [result], threshold)
             if spool is None:

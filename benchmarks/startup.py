@@ -15,12 +15,15 @@ machine: a load that comes and goes slows a round's three runs alike.
 
     .venv/bin/python benchmarks/startup.py --before COMMIT [--images DIR] [--networks light] [--rounds 7]
 
-Writes ``benchmarks/results/startup-IMAGES.json`` (IMAGES: the folder's name).
+Writes ``benchmarks/results/startup-IMAGES.json`` (IMAGES: the folder's name). With ``--profile``, each
+version also runs once under cProfile, and the record gets where that run's time went (``PARTS``).
 """
 
 import argparse
+import fnmatch
 import json
 import os
+import pstats
 import statistics
 import subprocess
 import sys
@@ -31,6 +34,33 @@ from pathlib import Path
 from machine import describe_machine
 from segment_vs_reference import REFERENCE, timed
 from segmentation_time import DRIVE_TEST, ROOT, run_command
+
+PARTS = {
+    "imports": "<frozen importlib._bootstrap>:1165(_find_and_load)",
+    "argument parsing (imports torch)": "cli.py:*(build_parser)",
+    "loading the model and its backend": "segment.py:*(load_segmentation_model)",
+    "reading and pre-processing": "segment.py:*(prepare_file)",
+    "the forward pass (the first compiles)": "inference.py:*(_forward)",
+    "writing the PNGs": "segment.py:*(write_outputs)",
+    "the whole command": "cli.py:*(main)",
+}
+"""Where a run's time goes: a part's name -> the function whose cumulative time it is (``*``: any line)."""
+
+
+def profile(command: list[str], env: dict | None, scratch: Path) -> dict[str, float]:
+    """Cumulative seconds of each of ``PARTS`` in one run of ``command`` (``python -m ...``) under cProfile."""
+    stats_file = scratch / "profile.out"
+    subprocess.run([command[0], "-m", "cProfile", "-o", str(stats_file), *command[1:]], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    stats = pstats.Stats(str(stats_file)).stats
+    seconds = {}
+    for part, pattern in PARTS.items():
+        matches = [
+            cumulative for (file, line, name), (_, _, _, cumulative, _) in stats.items()
+            if fnmatch.fnmatch(f"{Path(file).name}:{line}({name})", pattern)
+        ]  # fmt: skip
+        seconds[part] = round(max(matches, default=0.0), 3)
+    return seconds
 
 
 def sources_of(commit: str, into: Path) -> Path:
@@ -62,8 +92,15 @@ def measure(network: str, args, scratch: Path, before_src: Path) -> dict:
             seconds[name].append(round(timed(command, Path(command[-1]), env)[0], 3))
         print(f"{network} round {round_ + 1} (load {load:.1f}): " + ", ".join(
             f"{name} {s[-1]:.2f} s" for name, s in seconds.items()), flush=True)  # fmt: skip
+    profiles = {}
+    if args.profile:
+        for name in ("now", "before"):
+            command, env = runs[name]
+            profiles[name] = profile([*command[:-1], str(scratch / "profiled")], env, scratch)
+            print(f"{network} {name}, where the time went: {profiles[name]}", flush=True)
     return {
         "commands": {name: " ".join(command) for name, (command, _) in runs.items()},
+        "profiles": profiles,
         "seconds": seconds,
         "median_s": {name: round(statistics.median(s), 3) for name, s in seconds.items()},
         "now_over_reference": median_ratio(seconds["now"], seconds["reference"]),
@@ -79,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--networks", nargs="+", default=["light"])
     parser.add_argument("--model", help="the shipped model (default drive-NETWORK; one network)")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--profile", action="store_true", help="also where one run of each version spends its time")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     out = args.out or ROOT / "benchmarks" / "results" / f"startup-{args.images.name}.json"

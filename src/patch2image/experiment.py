@@ -137,7 +137,7 @@ def prepare_data(config: Config, out: Path) -> tuple[PreparedImages, PreparedIma
         warnings.warn(
             f"{config.name}: only {len(splits['train'])} training images (after the validation images are set "
             f"aside); it trains, but with fewer than {FEW_TRAINING_IMAGES} one photograph's quirks weigh on the model "
-            "(the paper trains on 14-16)",
+            "(the paper trains on 14-19)",
             stacklevel=2,
         )
     train, val, test = (_on_canvas(splits[split], divisor) for split in ("train", "val", "test"))

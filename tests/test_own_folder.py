@@ -7,7 +7,7 @@ import yaml
 
 from patch2image.config import load_config
 from patch2image.data.synthetic import write_synthetic_dataset
-from patch2image.experiment import prepare_data
+from patch2image.training.images import prepare_data
 
 
 def _folder_config(tmp_path, n_train: int):

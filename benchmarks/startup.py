@@ -38,7 +38,7 @@ from segmentation_time import DRIVE_TEST, ROOT, run_command
 PARTS = {
     "imports": "<frozen importlib._bootstrap>:1165(_find_and_load)",
     "argument parsing (imports torch)": "cli.py:*(build_parser)",
-    "loading the model and its backend": "segment.py:*(load_segmentation_model)",
+    "loading the model and its backend": "*.py:*(load_segment*)",  # load_segmentation_model, now load_segmenter
     "reading and pre-processing": "segment.py:*(prepare_file)",
     "the forward pass (the first compiles)": "inference.py:*(_forward)",
     "writing the PNGs": "segment.py:*(write_outputs)",

@@ -55,16 +55,9 @@ from patch2image.data.io import write_png
 from patch2image.errors import UserError
 from patch2image.fundus_check import check_photograph
 from patch2image.inference import Segmenter, working_size
-from patch2image.segment import (
-    OVERLAY_ALPHA,
-    OVERLAY_COLOURS,
-    disc_measurement,
-    inside_field_of_view,
-    largest_region,
-    output_stem,
-    overlay,
-    probability_png,
-)
+from patch2image.parameters import THRESHOLD
+from patch2image.postprocessing import OVERLAY_ALPHA, OVERLAY_COLOURS, disc_measurement, overlay, probability_png
+from patch2image.segment import output_stem
 from patch2image.serve import folders, guard
 from patch2image.serve.guard import is_loopback
 from patch2image.weights import (
@@ -250,8 +243,8 @@ def parse_threshold(value: object, filename: str) -> float:
         threshold = float(str(value).strip())
     except ValueError:
         threshold = math.nan
-    if not 0 <= threshold <= 1:  # NaN fails too
-        raise UserError(f"{filename}: threshold {str(value)[:40]!r} must be a number between 0 and 1")
+    if threshold not in THRESHOLD:  # NaN fails too
+        raise UserError(f"{filename}: threshold {str(value)[:40]!r}: must be a number {THRESHOLD}")
     return round(threshold, 4)
 
 
@@ -324,8 +317,7 @@ class ServeState:
                 network_input = segmenter.prepare(rgb, fov)
                 with entry.lock:
                     raw = segmenter.predict(network_input)
-                prob = Segmenter.finish(raw, rgb.shape[:2]).astype(np.float32, copy=False)
-                prob = inside_field_of_view(prob, rgb, fov)
+                prob = segmenter.finish(raw, fov)
                 seconds = time.perf_counter() - started
                 upload.unlink()
                 np.save(folder / "prob.npy", prob)
@@ -336,7 +328,7 @@ class ServeState:
         height, width = prob.shape
         result = Result(
             token, folder, filename, safe_stem(filename), width, height, entry.name,
-            entry.metadata.task, threshold, seconds, warning, measure_disc(prob, threshold, entry.metadata.task),
+            entry.metadata.task, threshold, seconds, warning, self._measure_disc(entry.name, prob, threshold),
         )  # fmt: skip
         if warning:
             self.log(f"warning: {filename}: {warning}")
@@ -446,32 +438,36 @@ class ServeState:
             return f"{name}-{round(threshold * 10_000):05d}.png"
         return f"{name}.png"
 
-    @staticmethod
-    def _image(result: Result, kind: str, threshold: float) -> np.ndarray:
+    def _image(self, result: Result, kind: str, threshold: float) -> np.ndarray:
         folder = result.folder
         if kind == "prob.png":
             return probability_png(np.load(folder / "prob.npy"))
         if kind in ("photo.png", "preview.png"):
             rgb = np.load(folder / "rgb.npy")
             return rgb if kind == "photo.png" else _shrink(rgb, result, cv2.INTER_AREA)
-        mask = np.load(folder / "prob.npy") >= threshold
-        if result.task == "optic_disc":
-            mask = largest_region(mask)  # one region, as `patch2image segment` writes it
+        mask = self.models.entries[result.model].segmenter.mask_of(np.load(folder / "prob.npy"), threshold)
         if kind == "mask.png":
             return mask.astype(np.uint8) * 255
         if kind == "overlay.png":
             return overlay(np.load(folder / "rgb.npy"), mask, result.task)
         raise ValueError(kind)
 
-    @staticmethod
-    def optic_disc(result: Result, threshold: float) -> dict | None:
+    def optic_disc(self, result: Result, threshold: float) -> dict | None:
         """The disc's centre and diameter at ``threshold`` (None for a vessel model or a forgotten result)."""
         if threshold == result.threshold:
             return result.optic_disc
         with result.lock:
             if result.deleted:
                 return None
-            return measure_disc(np.load(result.folder / "prob.npy"), threshold, result.task)
+            return self._measure_disc(result.model, np.load(result.folder / "prob.npy"), threshold)
+
+    def _measure_disc(self, model: str, prob: np.ndarray, threshold: float) -> dict | None:
+        """For an optic disc model, the disc's centre (x, y) and diameter in pixels of the photograph, as
+        ``segment`` writes them to ``optic_disc.csv`` (empty values when nothing reaches the threshold)."""
+        segmenter = self.models.entries[model].segmenter
+        if segmenter.metadata.task != "optic_disc":
+            return None
+        return disc_measurement(segmenter.mask_of(prob, threshold))
 
     @staticmethod
     def _preview_probabilities(result: Result) -> bytes:
@@ -547,14 +543,6 @@ def _closed_on_error(spool):
     except BaseException:
         spool.close()
         raise
-
-
-def measure_disc(prob: np.ndarray, threshold: float, task: str) -> dict | None:
-    """For an optic disc model, the disc's centre (x, y) and diameter in pixels of the photograph, as
-    ``segment`` writes them to ``optic_disc.csv`` (empty values when nothing reaches the threshold)."""
-    if task != "optic_disc":
-        return None
-    return disc_measurement(largest_region(prob >= threshold))
 
 
 def preview_size(width: int, height: int) -> tuple[int, int]:

@@ -58,6 +58,7 @@ class PreparedImages:
     original: list  # Sample objects at original size (test images only)
     fov_diameters: list[float]
     sizes: list[tuple[int, int]]
+    shrinks: list[float]
 
     def training_data(self) -> TrainingData:
         n, height, width = self.label.shape
@@ -165,6 +166,8 @@ class Run:
             task=self.task,
             input_size=list(self.train.label.shape[1:]),
             fov_diameter=float(np.median(self.train.fov_diameters)),
+            max_shrink=float(max(self.train.shrinks)),
+            max_zoom=float(config.augmentation.scale[1]) if config.augmentation.scale else 1.0,
             preprocessing=dataclasses.asdict(config.preprocessing),
             patch_size=config.patches.size,
             protocol=config.protocol,
@@ -287,6 +290,7 @@ class _Image:
     label: np.ndarray
     fov_diameter: float
     original: object
+    shrink: float  # the field of view's width at original size over its width here
 
 
 def prepare_images(files, size_of, config: Config, keep_original: bool = False) -> list[_Image]:
@@ -297,13 +301,15 @@ def prepare_images(files, size_of, config: Config, keep_original: bool = False) 
         if sample.label is None:
             raise UserError(f"{sample_files.image}: no label; training and scoring need one")
         size = size_of(sample)
+        diameter = fov_diameter(resize_label(sample.fov, size))
         images.append(
             _Image(
                 sample.name,
                 config.preprocessing(resize(sample.image, size), resize_label(sample.fov, size)),
                 resize_label(sample.label, size),
-                fov_diameter(resize_label(sample.fov, size)),
+                diameter,
                 sample if keep_original else None,
+                fov_diameter(sample.fov) / diameter,
             )
         )
     return images
@@ -320,7 +326,13 @@ def _on_canvas(images: list[_Image], divisor: int) -> PreparedImages:
         inputs[i, ..., :h, :w], label[i, :h, :w] = image.network_input, image.label
     originals = [image.original for image in images if image.original is not None]
     return PreparedImages(
-        [i.name for i in images], inputs, label, originals, [i.fov_diameter for i in images], [tuple(s) for s in sizes]
+        [i.name for i in images],
+        inputs,
+        label,
+        originals,
+        [i.fov_diameter for i in images],
+        [tuple(s) for s in sizes],
+        [i.shrink for i in images],
     )
 
 

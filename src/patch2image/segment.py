@@ -161,7 +161,7 @@ def read_manifest(out_dir: str | Path) -> set[str]:
 
 
 def write_manifest(out_dir: str | Path, names: set[str]) -> None:
-    from patch2image.files import write_text
+    from patch2image.atomic_files import write_text
 
     record = {"written_by": "patch2image segment", "outputs": sorted(names)}
     write_text(Path(out_dir) / MANIFEST, json.dumps(record, indent=1) + "\n")
@@ -507,7 +507,7 @@ class _Workers:
                 if process.is_alive():
                     process.terminate()
                     process.join(5)
-            for tmp in Path(out_dir).glob(f".*.{process.pid}.tmp"):  # files.atomic_write's temporary names
+            for tmp in Path(out_dir).glob(f".*.{process.pid}.tmp"):  # atomic_files.atomic_write's temporary names
                 tmp.unlink(missing_ok=True)
 
 

@@ -292,7 +292,7 @@ class ServeState:
     def segment(self, filename: str, data: bytes, model: str | None, threshold: float | None) -> Result:
         """Segment one uploaded photograph; a bad one raises a one-line ``UserError`` naming ``filename``."""
         if len(data) > self.max_upload_bytes:
-            raise _TooLarge(self._too_large(filename, len(data)))
+            raise _TooLarge(self.too_large_message(filename, len(data)))
         entry = self.models.get(model or self.default_model, filename)
         if threshold is None:
             threshold = entry.threshold
@@ -329,7 +329,8 @@ class ServeState:
         self._add(result)
         return result
 
-    def _too_large(self, filename: str, size: int | None) -> str:
+    def too_large_message(self, filename: str, size: int | None) -> str:
+        """The one line that refuses an upload of ``size`` bytes (None: unknown) as over the limit."""
         limit = f"this server's limit of {self.max_upload_bytes / 1e6:g} MB"
         if size is None:
             return f"{filename}: upload is over {limit}"
@@ -526,6 +527,165 @@ def _filename_in(head: bytes) -> str | None:
     return display_name(match[1].decode("utf-8", "replace")) if match else None
 
 
+def _state(request: Request) -> ServeState:
+    return request.app.state.serve
+
+
+async def index(request: Request) -> Response:
+    return FileResponse(STATIC / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
+async def models(request: Request) -> Response:
+    return JSONResponse(_state(request).models.describe())
+
+
+async def config(request: Request) -> Response:
+    state = _state(request)
+    return JSONResponse(
+        {
+            "models": state.models.describe(),
+            "default_model": state.default_model,
+            "max_upload_bytes": state.max_upload_bytes,
+            "max_megapixels": state.max_megapixels,
+            "preview_side": PREVIEW_SIDE,
+            "overlay": {
+                "colour": [int(c) for c in OVERLAY_COLOURS["vessels"]],
+                "colours": {task: [int(c) for c in colour] for task, colour in OVERLAY_COLOURS.items()},
+                "alpha": float(OVERLAY_ALPHA),
+            },
+        }
+    )
+
+
+async def segment(request: Request) -> Response:
+    """``POST /api/segment``: the photograph in the form field ``image``; its result's description."""
+    state = _state(request)
+    if "multipart/form-data" not in request.headers.get("content-type", ""):
+        return _error("request: send the photograph as multipart/form-data in the field 'image'", 400)
+    head = bytearray()
+    # The stream stops at the limit plus the slack, so the spooled file never rolls over to the disk.
+    parser = _UploadParser(request.headers, _limited(request, state, head), state.max_upload_bytes + _BODY_SLACK + 1)
+    try:
+        form = await parser.parse()
+    except _TooLarge:
+        declared = request.headers.get("content-length")
+        declared = int(declared) if declared and declared.isdigit() else None
+        message = state.too_large_message(_filename_in(bytes(head)) or "upload", declared)  # the request's size
+        state.log(f"error: {message}")
+        return _error(message, 413)
+    except MultiPartException as exc:
+        return _error(f"request: {exc.message}", 400)
+    try:
+        upload = form.get("image")
+        if not isinstance(upload, UploadFile):
+            return _error("request: no photograph in the form field 'image'", 400)
+        filename = display_name(upload.filename)
+        data = await upload.read()
+        try:
+            threshold = form.get("threshold")
+            threshold = parse_threshold(threshold, filename) if threshold not in (None, "") else None
+            model = str(form.get("model") or "") or None
+            result = await run_in_threadpool(state.segment, filename, data, model, threshold)
+        except _TooLarge as exc:
+            state.log(f"error: {exc}")
+            return _error(str(exc), 413)
+        except UserError as exc:
+            state.log(f"error: {exc}")
+            return _error(str(exc), 400)
+        except Exception as exc:  # a bug or a resource problem: still one line, naming the file
+            message = f"{filename}: {type(exc).__name__}: {' '.join(str(exc).split())}"
+            state.log(f"error: {message}")
+            return _error(message.replace(str(state.root), "<temporary folder>"), 500)
+    finally:
+        await form.close()
+    state.log(f"segmented {result.filename} ({result.width}x{result.height}, {result.model}, {result.seconds:.2f} s)")
+    return JSONResponse(result.describe())
+
+
+async def _limited(request: Request, state: ServeState, head: bytearray):
+    """The request body, its first bytes kept in ``head``; :class:`_TooLarge` past the upload limit."""
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if len(head) < _HEAD_KEEP:
+            head.extend(chunk[: _HEAD_KEEP - len(head)])
+        if received > state.max_upload_bytes + _BODY_SLACK:
+            raise _TooLarge()
+        yield chunk
+
+
+def _threshold_query(request: Request, name: str) -> float | None:
+    value = request.query_params.get("threshold")
+    return None if value in (None, "") else parse_threshold(value, name)
+
+
+async def output(request: Request) -> Response:
+    """``GET /api/results/{token}/{kind}``: one output of a result, at the query's threshold."""
+    state = _state(request)
+    result = state.result(request.path_params["token"])
+    kind = request.path_params["kind"]
+    if kind not in KINDS:
+        return _error(f"{kind[:40]!r}: no such output (one of {', '.join(KINDS)})", 404)
+    if result is None:
+        return _error("no such result (the server forgot it or was restarted); segment the photograph again", 404)
+    try:
+        threshold = _threshold_query(request, result.filename)
+    except UserError as exc:
+        return _error(str(exc), 400)
+    headers = {"Cache-Control": "private, max-age=3600"}
+    if kind == "zip":
+        spool = await run_in_threadpool(state.zip, [result], threshold)
+        if spool is None:
+            return _error("no such result (the server forgot it); segment the photograph again", 404)
+        name = f"{result.stem}_segmentation.zip"
+        headers["Content-Disposition"] = _content_disposition(kind, name)
+        return StreamingResponse(_chunks(spool), media_type=KINDS[kind], headers=headers)
+    data = await run_in_threadpool(state.render, result, kind, threshold)
+    if data is None:
+        return _error("no such result (the server forgot it); segment the photograph again", 404)
+    if kind == "preview.u16":
+        width, height = preview_size(result.width, result.height)
+        headers["X-Width"], headers["X-Height"] = str(width), str(height)
+    else:
+        headers["Content-Disposition"] = _content_disposition(kind, f"{result.stem}_{kind}")
+    return Response(data, media_type=KINDS[kind], headers=headers)
+
+
+async def zip_all(request: Request) -> Response:
+    """``GET /api/zip?ids=ID,ID``: the outputs of several results in one ZIP."""
+    state = _state(request)
+    tokens = [t for t in request.query_params.get("ids", "").split(",") if t][:1000]
+    results = [state.result(t) for t in tokens]
+    if not tokens:
+        return _error("request: no ids given (?ids=ID,ID,...)", 400)
+    if any(r is None for r in results):
+        return _error("some results are gone (the server forgot them); segment those photographs again", 404)
+    try:
+        threshold = _threshold_query(request, "request")
+    except UserError as exc:
+        return _error(str(exc), 400)
+    spool = await run_in_threadpool(state.zip, results, threshold)
+    if spool is None:
+        return _error("some results are gone (the server forgot them); segment those photographs again", 404)
+    headers = {"Content-Disposition": _content_disposition("zip", "segmentations.zip"), "Cache-Control": "no-store"}
+    return StreamingResponse(_chunks(spool), media_type="application/zip", headers=headers)
+
+
+async def http_error(request: Request, exc: HTTPException) -> Response:
+    return _error(f"{request.url.path[:80]}: {exc.detail}", exc.status_code)
+
+
+ROUTES = [
+    Route("/", index),
+    Route("/api/models", models),
+    Route("/api/config", config),
+    Route("/api/segment", segment, methods=["POST"]),
+    Route("/api/results/{token}/{kind}", output),
+    Route("/api/zip", zip_all),
+    Mount("/static", StaticFiles(directory=STATIC), name="static"),
+]
+
+
 def create_app(state: ServeState | None = None, *, allowed_hosts: Sequence[str] | None = None, **options) -> Starlette:
     """The ASGI application. ``state`` (or ``ServeState(**options)``) is closed when the app shuts down.
 
@@ -534,133 +694,6 @@ def create_app(state: ServeState | None = None, *, allowed_hosts: Sequence[str] 
     """
     state = state or ServeState(**options)
 
-    async def index(request: Request) -> Response:
-        return FileResponse(STATIC / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
-
-    async def models(request: Request) -> Response:
-        return JSONResponse(state.models.describe())
-
-    async def config(request: Request) -> Response:
-        return JSONResponse(
-            {
-                "models": state.models.describe(),
-                "default_model": state.default_model,
-                "max_upload_bytes": state.max_upload_bytes,
-                "max_megapixels": state.max_megapixels,
-                "preview_side": PREVIEW_SIDE,
-                "overlay": {
-                    "colour": [int(c) for c in OVERLAY_COLOURS["vessels"]],
-                    "colours": {task: [int(c) for c in colour] for task, colour in OVERLAY_COLOURS.items()},
-                    "alpha": float(OVERLAY_ALPHA),
-                },
-            }
-        )
-
-    async def segment(request: Request) -> Response:
-        head = bytearray()
-        declared = request.headers.get("content-length")
-        declared = int(declared) if declared and declared.isdigit() else None
-
-        async def limited():
-            received = 0
-            async for chunk in request.stream():
-                received += len(chunk)
-                if len(head) < _HEAD_KEEP:
-                    head.extend(chunk[: _HEAD_KEEP - len(head)])
-                if received > state.max_upload_bytes + _BODY_SLACK:
-                    raise _TooLarge()
-                yield chunk
-
-        if "multipart/form-data" not in request.headers.get("content-type", ""):
-            return _error("request: send the photograph as multipart/form-data in the field 'image'", 400)
-        # The stream stops at the limit plus the slack, so the spooled file never rolls over to the disk.
-        parser = _UploadParser(request.headers, limited(), state.max_upload_bytes + _BODY_SLACK + 1)
-        try:
-            form = await parser.parse()
-        except _TooLarge:
-            message = state._too_large(_filename_in(bytes(head)) or "upload", declared)  # the request's size
-            state.log(f"error: {message}")
-            return _error(message, 413)
-        except MultiPartException as exc:
-            return _error(f"request: {exc.message}", 400)
-        try:
-            upload = form.get("image")
-            if not isinstance(upload, UploadFile):
-                return _error("request: no photograph in the form field 'image'", 400)
-            filename = display_name(upload.filename)
-            data = await upload.read()
-            try:
-                threshold = form.get("threshold")
-                threshold = parse_threshold(threshold, filename) if threshold not in (None, "") else None
-                model = str(form.get("model") or "") or None
-                result = await run_in_threadpool(state.segment, filename, data, model, threshold)
-            except _TooLarge as exc:
-                state.log(f"error: {exc}")
-                return _error(str(exc), 413)
-            except UserError as exc:
-                state.log(f"error: {exc}")
-                return _error(str(exc), 400)
-            except Exception as exc:  # a bug or a resource problem: still one line, naming the file
-                message = f"{filename}: {type(exc).__name__}: {' '.join(str(exc).split())}"
-                state.log(f"error: {message}")
-                return _error(message.replace(str(state.root), "<temporary folder>"), 500)
-        finally:
-            await form.close()
-        state.log(
-            f"segmented {result.filename} ({result.width}x{result.height}, {result.model}, {result.seconds:.2f} s)"
-        )
-        return JSONResponse(result.describe())
-
-    def _threshold_query(request: Request, name: str) -> float | None:
-        value = request.query_params.get("threshold")
-        return None if value in (None, "") else parse_threshold(value, name)
-
-    async def output(request: Request) -> Response:
-        result = state.result(request.path_params["token"])
-        kind = request.path_params["kind"]
-        if kind not in KINDS:
-            return _error(f"{kind[:40]!r}: no such output (one of {', '.join(KINDS)})", 404)
-        if result is None:
-            return _error("no such result (the server forgot it or was restarted); segment the photograph again", 404)
-        try:
-            threshold = _threshold_query(request, result.filename)
-        except UserError as exc:
-            return _error(str(exc), 400)
-        headers = {"Cache-Control": "private, max-age=3600"}
-        if kind == "zip":
-            spool = await run_in_threadpool(state.zip, [result], threshold)
-            if spool is None:
-                return _error("no such result (the server forgot it); segment the photograph again", 404)
-            name = f"{result.stem}_segmentation.zip"
-            headers["Content-Disposition"] = _content_disposition(kind, name)
-            return StreamingResponse(_chunks(spool), media_type=KINDS[kind], headers=headers)
-        data = await run_in_threadpool(state.render, result, kind, threshold)
-        if data is None:
-            return _error("no such result (the server forgot it); segment the photograph again", 404)
-        if kind == "preview.u16":
-            width, height = preview_size(result.width, result.height)
-            headers["X-Width"], headers["X-Height"] = str(width), str(height)
-        else:
-            headers["Content-Disposition"] = _content_disposition(kind, f"{result.stem}_{kind}")
-        return Response(data, media_type=KINDS[kind], headers=headers)
-
-    async def zip_all(request: Request) -> Response:
-        tokens = [t for t in request.query_params.get("ids", "").split(",") if t][:1000]
-        results = [state.result(t) for t in tokens]
-        if not tokens:
-            return _error("request: no ids given (?ids=ID,ID,...)", 400)
-        if any(r is None for r in results):
-            return _error("some results are gone (the server forgot them); segment those photographs again", 404)
-        try:
-            threshold = _threshold_query(request, "request")
-        except UserError as exc:
-            return _error(str(exc), 400)
-        spool = await run_in_threadpool(state.zip, results, threshold)
-        if spool is None:
-            return _error("some results are gone (the server forgot them); segment those photographs again", 404)
-        headers = {"Content-Disposition": _content_disposition("zip", "segmentations.zip"), "Cache-Control": "no-store"}
-        return StreamingResponse(_chunks(spool), media_type="application/zip", headers=headers)
-
     @contextlib.asynccontextmanager
     async def lifespan(app):
         try:
@@ -668,25 +701,11 @@ def create_app(state: ServeState | None = None, *, allowed_hosts: Sequence[str] 
         finally:
             state.close()
 
-    async def http_error(request: Request, exc: HTTPException) -> Response:
-        return _error(f"{request.url.path[:80]}: {exc.detail}", exc.status_code)
-
     middleware = [Middleware(_SecurityHeaders)]
     if allowed_hosts:
         middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
     app = Starlette(
-        routes=[
-            Route("/", index),
-            Route("/api/models", models),
-            Route("/api/config", config),
-            Route("/api/segment", segment, methods=["POST"]),
-            Route("/api/results/{token}/{kind}", output),
-            Route("/api/zip", zip_all),
-            Mount("/static", StaticFiles(directory=STATIC), name="static"),
-        ],
-        middleware=middleware,
-        exception_handlers={HTTPException: http_error},
-        lifespan=lifespan,
+        routes=ROUTES, middleware=middleware, exception_handlers={HTTPException: http_error}, lifespan=lifespan
     )
     app.state.serve = state
     return app

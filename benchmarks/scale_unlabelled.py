@@ -12,7 +12,7 @@ the photograph's size, inside its field of view):
 - ``fragments``: connected pieces (8-connectivity) under 0.01% of the field of view's area, per image;
 - ``rim_over_inside``: the vessel share within 4% of the FOV's width from its edge over the share further in.
 
-A crop (800x800 at original size, about the disc's side of the centre) of each multiplier's overlay goes to
+A crop (800x800 at original size, where the rule's vessels are densest) of each multiplier's overlay goes to
 ``--crops`` for looking at. Writes ``benchmarks/results/scale_unlabelled-MODEL-DATASET.json``.
 """
 
@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 from skimage.measure import label
 from skimage.morphology import skeletonize
@@ -52,9 +53,12 @@ def describe(mask: np.ndarray, fov: np.ndarray) -> dict:
     }
 
 
-def crop(image: np.ndarray, side: int = 800) -> np.ndarray:
-    h, w = image.shape[:2]
-    top, left = max(0, h // 2 - side // 2), max(0, w // 2 - side)
+def crop(image: np.ndarray, mask: np.ndarray, side: int = 800) -> np.ndarray:
+    """The ``side`` square where ``mask`` is densest (the vessel arcades about the disc)."""
+    density = cv2.boxFilter(mask.astype(np.float32), -1, (side, side))
+    y, x = np.unravel_index(int(np.argmax(density)), density.shape)
+    top = int(np.clip(y - side // 2, 0, max(0, mask.shape[0] - side)))
+    left = int(np.clip(x - side // 2, 0, max(0, mask.shape[1] - side)))
     return image[top : top + side, left : left + side]
 
 
@@ -69,7 +73,7 @@ def main() -> None:
     files = files[: args.limit]
     model, metadata = load_model(args.model)
     started = time.perf_counter()
-    found = {m: [] for m in MULTIPLIERS}
+    found, window = {m: [] for m in MULTIPLIERS}, None
     for index, sample_files in enumerate(files):
         sample = load_sample(sample_files)
         (height, width), rule = working_size(sample.image, metadata, fov=sample.fov)
@@ -78,9 +82,10 @@ def main() -> None:
             mask = Segmenter(model, metadata, scale=m)(sample.image) >= metadata.threshold
             mask &= sample.fov
             found[m].append(describe(mask, sample.fov))
-            if index == 0:
+            if index == 0:  # the same window at every multiplier: the rule's densest
+                window = mask if window is None else window
                 out = Path(args.crops) / f"scale-{dataset.kind}-{sample.name}-x{m:g}.png"
-                write_png(out, crop(overlay(sample.image, mask, metadata.task)))
+                write_png(out, crop(overlay(sample.image, mask, metadata.task), window))
     results = {}
     for m, rows in found.items():
         results[f"rule x{m:g}"] = {key: round(float(np.mean([r[key] for r in rows])), 4) for key in rows[0]}

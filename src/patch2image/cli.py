@@ -191,6 +191,11 @@ def _add_segment_arguments(parser: argparse.ArgumentParser) -> None:
         "--threshold", type=float, help="mask threshold on the probability (default: the model's, else 0.5)"
     )
     parser.add_argument("--tta", action="store_true", help=TTA_HELP)
+    parser.add_argument(
+        "--scale", type=float, default=1.0, metavar="M",
+        help="multiply the size the scale rule chooses by M (0.1-4; default 1): for a camera you know the rule "
+        "shrinks too much (M > 1) or too little",
+    )  # fmt: skip
     _add_backend_argument(parser)
     parser.add_argument(
         "--max-megapixels", type=float, default=DEFAULT_MAX_PIXELS / 1e6,
@@ -318,6 +323,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         overlap=args.overlap,
         max_pixels=int(args.max_megapixels * 1e6),
         precision="fp32" if args.precision == "auto" else args.precision,  # auto: the chosen runner's own
+        scale=args.scale,
     )
     out = Path(args.out)
     record = OutputRecord(out, files, metadata.task)

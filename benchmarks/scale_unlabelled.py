@@ -1,7 +1,7 @@
 """What the working scale does on photographs without vessel labels (IDRiD's 4288x2848): vessel pixels found,
 their skeleton's length, fragments, and the field of view's rim, at the rule's size and at larger ones.
 
-    .venv/bin/python benchmarks/scale_unlabelled.py --model vessels --dataset IDRiD --split test --limit 8
+    .venv/bin/python -m benchmarks.scale_unlabelled --model vessels --dataset IDRiD --split test --limit 8
 
 Per multiplier of the rule's size, means over the images (the mask at the model's threshold, brought back to
 the photograph's size, inside its field of view):
@@ -26,16 +26,14 @@ import numpy as np
 from skimage.measure import label
 from skimage.morphology import skeletonize
 
+from benchmarks.machine import add_dataset_arguments, describe_machine, open_scored_dataset, write_record
+from benchmarks.rim import rim_and_inside
+from patch2image.data import fov_diameter, load_sample, write_png
+from patch2image.inference import Segmenter, working_size
+from patch2image.postprocessing import overlay
+from patch2image.weights import load_model
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from machine import add_dataset_arguments, describe_machine, open_scored_dataset, write_record  # noqa: E402
-from rim import rim_and_inside  # noqa: E402
-
-from patch2image.data import fov_diameter, load_sample, write_png  # noqa: E402
-from patch2image.inference import Segmenter, working_size  # noqa: E402
-from patch2image.segment import overlay  # noqa: E402
-from patch2image.weights import load_model  # noqa: E402
 
 MULTIPLIERS = (1.0, 1.5, 2.0)
 
@@ -98,7 +96,7 @@ def main() -> None:
         "results": results,
         "seconds": round(time.perf_counter() - started, 1),
         "machine": describe_machine(),
-        "command": "python benchmarks/scale_unlabelled.py " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.scale_unlabelled " + " ".join(sys.argv[1:]),
     }
     write_record(args, "scale_unlabelled", metadata.model_name(args.model), dataset.kind, record)
 

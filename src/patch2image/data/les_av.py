@@ -13,9 +13,11 @@ ARTERY_VEIN_CLASSES = {0: "background", 1: "artery", 2: "vein", 3: "uncertain"}
 
 def _is_les_av(root: Path) -> bool:
     training = find_child(root, ("training",))
-    return training is not None and find_child(training, ("vessels",)) is not None and find_child(
-        training, ("av",)
-    ) is not None
+    return (
+        training is not None
+        and find_child(training, ("vessels",)) is not None
+        and find_child(training, ("av",)) is not None
+    )
 
 
 def _open_les_av(root: Path) -> Dataset:

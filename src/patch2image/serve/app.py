@@ -18,12 +18,12 @@ from __future__ import annotations
 import atexit
 import contextlib
 import io
-import ipaddress
 import json
 import math
 import re
 import secrets
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -45,7 +45,6 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -54,16 +53,13 @@ from starlette.staticfiles import StaticFiles
 from patch2image.data import field_of_view_mask, read_image
 from patch2image.data.io import write_png
 from patch2image.errors import UserError
+from patch2image.fundus_check import check_photograph
 from patch2image.inference import Segmenter, working_size
-from patch2image.segment import (
-    OVERLAY_ALPHA,
-    OVERLAY_COLOURS,
-    inside_field_of_view,
-    largest_region,
-    output_stem,
-    overlay,
-    probability_png,
-)
+from patch2image.parameters import THRESHOLD
+from patch2image.postprocessing import OVERLAY_ALPHA, OVERLAY_COLOURS, overlay, probability_png
+from patch2image.segment import output_stem
+from patch2image.serve import folders, guard
+from patch2image.serve.guard import is_loopback
 from patch2image.weights import (
     WeightsMetadata,
     default_model,
@@ -190,6 +186,7 @@ class Result:
     task: str  # "vessels" or "optic_disc", as the weights metadata names it
     threshold: float
     seconds: float
+    warning: str | None = None  # when the photograph does not look like a fundus photograph
     nbytes: int = 0
     deleted: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -205,6 +202,8 @@ class Result:
             "task": self.task,
             "threshold": self.threshold,
             "seconds": round(self.seconds, 3),
+            "looks_like_fundus": self.warning is None,
+            "warning": self.warning,
             "urls": {
                 "prob": f"{base}/prob.png",
                 "mask": f"{base}/mask.png",
@@ -240,8 +239,8 @@ def parse_threshold(value: object, filename: str) -> float:
         threshold = float(str(value).strip())
     except ValueError:
         threshold = math.nan
-    if not 0 <= threshold <= 1:  # NaN fails too
-        raise UserError(f"{filename}: threshold {str(value)[:40]!r} must be a number between 0 and 1")
+    if threshold not in THRESHOLD:  # NaN fails too
+        raise UserError(f"{filename}: threshold {str(value)[:40]!r}: must be a number {THRESHOLD}")
     return round(threshold, 4)
 
 
@@ -270,9 +269,10 @@ class ServeState:
         self.max_stored_bytes = int(max_stored_bytes)
         self.jobs = threading.BoundedSemaphore(max(1, max_jobs))
         self.log = log or (lambda line: None)
-        self.root = Path(tempfile.mkdtemp(prefix="patch2image-serve-"))
+        self.root = folders.make_root()
         self.results: OrderedDict[str, Result] = OrderedDict()
         self.stored_bytes = 0
+        self.zip_bytes = 0  # of the ZIPs being built or sent, counted against max_stored_bytes too
         self._lock = threading.Lock()
         self._closed = False
         atexit.register(self.close)
@@ -309,11 +309,11 @@ class ServeState:
                 segmenter = entry.segmenter
                 fov = field_of_view_mask(rgb)  # once, for the working scale and for clearing outside the eye
                 self._check_working_size(filename, rgb, segmenter, fov)
+                warning = check_photograph(rgb, fov).warning
                 network_input = segmenter.prepare(rgb, fov)
                 with entry.lock:
                     raw = segmenter.predict(network_input)
-                prob = Segmenter.finish(raw, rgb.shape[:2]).astype(np.float32, copy=False)
-                prob = inside_field_of_view(prob, rgb, fov)
+                prob = segmenter.finish(raw, fov)
                 seconds = time.perf_counter() - started
                 upload.unlink()
                 np.save(folder / "prob.npy", prob)
@@ -324,8 +324,10 @@ class ServeState:
         height, width = prob.shape
         result = Result(
             token, folder, filename, safe_stem(filename), width, height, entry.name,
-            entry.metadata.task, threshold, seconds,
+            entry.metadata.task, threshold, seconds, warning,
         )  # fmt: skip
+        if warning:
+            self.log(f"warning: {filename}: {warning}")
         self._add(result)
         return result
 
@@ -432,17 +434,14 @@ class ServeState:
             return f"{name}-{round(threshold * 10_000):05d}.png"
         return f"{name}.png"
 
-    @staticmethod
-    def _image(result: Result, kind: str, threshold: float) -> np.ndarray:
+    def _image(self, result: Result, kind: str, threshold: float) -> np.ndarray:
         folder = result.folder
         if kind == "prob.png":
             return probability_png(np.load(folder / "prob.npy"))
         if kind in ("photo.png", "preview.png"):
             rgb = np.load(folder / "rgb.npy")
             return rgb if kind == "photo.png" else _shrink(rgb, result, cv2.INTER_AREA)
-        mask = np.load(folder / "prob.npy") >= threshold
-        if result.task == "optic_disc":
-            mask = largest_region(mask)  # one region, as `patch2image segment` writes it
+        mask = self.models.entries[result.model].segmenter.mask_of(np.load(folder / "prob.npy"), threshold)
         if kind == "mask.png":
             return mask.astype(np.uint8) * 255
         if kind == "overlay.png":
@@ -456,9 +455,9 @@ class ServeState:
 
     def zip(self, results: list[Result], threshold: float | None) -> tempfile.SpooledTemporaryFile | None:
         """A ZIP of the three outputs (and a small JSON of settings) of each result, in this server's folder."""
-        spool = tempfile.SpooledTemporaryFile(max_size=32_000_000, dir=self.root)
+        spool = _ZipSpool(self)
         used: set[str] = set()
-        with zipfile.ZipFile(spool, "w", zipfile.ZIP_STORED) as archive:
+        with _closed_on_error(spool), zipfile.ZipFile(spool, "w", zipfile.ZIP_STORED) as archive:
             for result in results:
                 stem, n = result.stem, 1
                 while stem in used:
@@ -472,6 +471,7 @@ class ServeState:
                         spool.close()
                         return None
                     archive.writestr(f"{stem}_{kind.removesuffix('.png')}.png", data)
+                    spool.count(len(results))
                 info = {
                     "photograph": result.filename, "width": result.width, "height": result.height,
                     "model": result.model, "task": result.task, "threshold": used_threshold,
@@ -481,8 +481,46 @@ class ServeState:
                     "overlay": "RGB PNG, the mask tinted over the photograph",
                 }  # fmt: skip
                 archive.writestr(f"{stem}_info.json", json.dumps(info, indent=2), zipfile.ZIP_DEFLATED)
+        spool.count(len(results))
         spool.seek(0)
         return spool
+
+    def _count_zip(self, nbytes: int, results: int) -> None:
+        with self._lock:
+            if nbytes > 0 and self.stored_bytes + self.zip_bytes + nbytes > self.max_stored_bytes:
+                raise _TooLarge(
+                    f"ZIP of {results} result{'s' * (results != 1)}: over this server's storage limit of "
+                    f"{self.max_stored_bytes / 1e6:g} MB with the results it keeps; download fewer at once"
+                )
+            self.zip_bytes += nbytes
+
+
+class _ZipSpool(tempfile.SpooledTemporaryFile):
+    """A ZIP being built and sent; its bytes count against the server's storage limit until it is closed."""
+
+    def __init__(self, state: ServeState):
+        super().__init__(max_size=32_000_000, dir=state.root)
+        self.state = state
+        self.counted = 0
+
+    def count(self, results: int) -> None:
+        size = self.tell()
+        self.state._count_zip(size - self.counted, results)
+        self.counted = size
+
+    def close(self) -> None:
+        self.state._count_zip(-self.counted, 0)
+        self.counted = 0
+        super().close()
+
+
+@contextlib.contextmanager
+def _closed_on_error(spool):
+    try:
+        yield
+    except BaseException:
+        spool.close()
+        raise
 
 
 def preview_size(width: int, height: int) -> tuple[int, int]:
@@ -634,7 +672,10 @@ async def output(request: Request) -> Response:
         return _error(str(exc), 400)
     headers = {"Cache-Control": "private, max-age=3600"}
     if kind == "zip":
-        spool = await run_in_threadpool(state.zip, [result], threshold)
+        try:
+            spool = await run_in_threadpool(state.zip, [result], threshold)
+        except _TooLarge as exc:
+            return _error(str(exc), 413)
         if spool is None:
             return _error("no such result (the server forgot it); segment the photograph again", 404)
         name = f"{result.stem}_segmentation.zip"
@@ -654,7 +695,7 @@ async def output(request: Request) -> Response:
 async def zip_all(request: Request) -> Response:
     """``GET /api/zip?ids=ID,ID``: the outputs of several results in one ZIP."""
     state = _state(request)
-    tokens = [t for t in request.query_params.get("ids", "").split(",") if t][:1000]
+    tokens = list(dict.fromkeys(t for t in request.query_params.get("ids", "").split(",") if t))[:1000]
     results = [state.result(t) for t in tokens]
     if not tokens:
         return _error("request: no ids given (?ids=ID,ID,...)", 400)
@@ -664,7 +705,10 @@ async def zip_all(request: Request) -> Response:
         threshold = _threshold_query(request, "request")
     except UserError as exc:
         return _error(str(exc), 400)
-    spool = await run_in_threadpool(state.zip, results, threshold)
+    try:
+        spool = await run_in_threadpool(state.zip, results, threshold)
+    except _TooLarge as exc:
+        return _error(str(exc), 413)
     if spool is None:
         return _error("some results are gone (the server forgot them); segment those photographs again", 404)
     headers = {"Content-Disposition": _content_disposition("zip", "segmentations.zip"), "Cache-Control": "no-store"}
@@ -686,11 +730,18 @@ ROUTES = [
 ]
 
 
-def create_app(state: ServeState | None = None, *, allowed_hosts: Sequence[str] | None = None, **options) -> Starlette:
+def create_app(
+    state: ServeState | None = None,
+    *,
+    allowed_hosts: Sequence[str] | None = None,
+    limits: guard.Limits = guard.DEFAULT_LIMITS,
+    **options,
+) -> Starlette:
     """The ASGI application. ``state`` (or ``ServeState(**options)``) is closed when the app shuts down.
 
     ``allowed_hosts``: values of the ``Host`` header to accept (without the port), e.g. the loopback names
-    when serving on 127.0.0.1, so that a web page elsewhere cannot reach the server by DNS rebinding.
+    when serving on 127.0.0.1 (``guard.allowed_hosts``), so that a web page elsewhere cannot reach the
+    server by DNS rebinding. ``limits``: the body's timeout (the others are the HTTP server's, ``guard``).
     """
     state = state or ServeState(**options)
 
@@ -701,9 +752,10 @@ def create_app(state: ServeState | None = None, *, allowed_hosts: Sequence[str] 
         finally:
             state.close()
 
-    middleware = [Middleware(_SecurityHeaders)]
-    if allowed_hosts:
-        middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
+    middleware = [
+        Middleware(guard.Guard, hosts=allowed_hosts, limits=limits, log=state.log),
+        Middleware(_SecurityHeaders),
+    ]
     app = Starlette(
         routes=ROUTES, middleware=middleware, exception_handlers={HTTPException: http_error}, lifespan=lifespan
     )
@@ -744,15 +796,6 @@ class _SecurityHeaders:
 
 
 # --------------------------------------------------------------------------- running
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -842,20 +885,26 @@ def run_server(
     except BaseException:
         sock.close()
         raise
-    loopback = is_loopback(host)
-    app = create_app(state, allowed_hosts=["127.0.0.1", "localhost"] if loopback and ":" not in host else None)
+    app = create_app(state, allowed_hosts=guard.allowed_hosts(host))
     for line in startup_lines(host, url_of(sock, host), state):
         print(line, flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+    server = uvicorn.Server(guard.server_config(app))
+    # uvicorn stops on SIGTERM as on Ctrl-C, then raises the signal again: let that end here, as Ctrl-C does.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         state.close()
         sock.close()
     print("patch2image serve: stopped; temporary files removed", flush=True)
     return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _print_line(line: str) -> None:

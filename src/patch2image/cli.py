@@ -284,11 +284,15 @@ def cmd_segment(args: argparse.Namespace) -> int:
     def warn(path: Path, line: str) -> None:
         tqdm.write(f"warning: {path}: {line}", file=sys.stderr)
 
+    def note(path: Path, line: str) -> None:
+        tqdm.write(f"{path.name}: {line}", file=sys.stdout)
+
     try:
         with bar:
             table = segment_photographs(
-                files, segmenter, Path(args.out), outputs, report, args.workers, args.overwrite, warn
-            )
+                files, segmenter, Path(args.out), outputs, report, args.workers, args.overwrite, warn,
+                None if args.quiet else note,
+            )  # fmt: skip
     except Terminated:
         print("terminated (SIGTERM); the outputs written so far are complete", file=sys.stderr)
         return 143

@@ -1,4 +1,4 @@
-"""Score every vessel model on DRIVE, STARE and CHASE_DB1, then build docs/results/cross-dataset.md.
+"""Score every vessel model on DRIVE, STARE, CHASE_DB1 and LES-AV, then build docs/results/cross-dataset.md.
 
 .venv/bin/python -m scripts.cross_dataset MODEL_OR_WEIGHTS ... [--datasets-root ../shared/datasets]
 
@@ -19,7 +19,7 @@ from patch2image.report import build_report
 from patch2image.weights import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
-FOLDERS = {"drive": "DRIVE", "stare": "STARE", "chase_db1": "CHASE_DB1"}
+FOLDERS = {"drive": "DRIVE", "stare": "STARE", "chase_db1": "CHASE_DB1", "les_av": "LES-AV"}
 
 
 def trained_folds(metadata) -> dict[str, int | None]:

@@ -121,11 +121,25 @@ def test_idrid(datasets):
     assert 0.005 < sample.label.mean() < 0.05 and (sample.label <= sample.fov).all()
 
 
-@pytest.mark.parametrize("name", ["DRIVE", "STARE", "CHASE_DB1", "IDRiD"])
+def test_les_av(datasets):
+    dataset = open_dataset(datasets / "LES-AV")
+    assert (dataset.kind, dataset.task, dataset.paper_size, dataset.folds()) == ("les_av", "vessels", None, [])
+    assert _counts(dataset) == [9, 2, 11]
+    assert len(dataset.files("all")) == 22 and all(c.fov is not None for c in dataset.files("all"))
+    assert all(c.artery_vein is not None and c.second_label is None for c in dataset.files("all"))
+    sample = load_sample(next(c for c in dataset.files("train") if c.name == "34"))
+    assert sample.image.shape == (1958, 2196, 3) and sample.fov_source == "dataset"  # the one 45-degree photograph
+    assert 0.03 < sample.label.mean() < 0.15 and 0.5 < sample.fov.mean() < 0.9
+    # every labelled vessel pixel is an artery, a vein or uncertain in the artery/vein map, and nothing else is
+    assert set(np.unique(sample.artery_vein)) <= {0, 1, 2, 3}
+    assert ((sample.artery_vein > 0) == sample.label).mean() > 0.999
+
+
+@pytest.mark.parametrize("name", ["DRIVE", "STARE", "CHASE_DB1", "IDRiD", "LES-AV"])
 def test_data_check_passes_on_the_real_datasets(datasets, capsys, name):
     assert main(["data", "check", str(datasets / name)]) == 0
     out, err = capsys.readouterr()
-    assert err == "" and "problems: 0" in out and f"dataset: {name.lower()}" in out.replace("chase_db1", "chase_db1")
+    assert err == "" and "problems: 0" in out and f"dataset: {name.lower().replace('-', '_')}" in out
 
 
 def test_data_check_command_in_a_subprocess(datasets):

@@ -234,6 +234,30 @@ def test_scale_rule_falls_back_to_the_training_size():
     assert working_size(fundus(101, 303, 80), {})[0] == (100, 304)
 
 
+def test_scale_rule_shrinks_no_further_than_training_did():
+    # the model's eye is 500 px wide; training shrank photographs by at most 2 and taught zooms up to 1.5
+    metadata = {"fov_diameter": 100.0, "max_shrink": 2.0, "max_zoom": 1.5}
+    within, _ = working_size(fundus(300, 300, 200), metadata)  # a shrink of 2: the plain rule
+    assert abs(within[0] - 150) <= 4
+    beyond, rule = working_size(fundus(600, 600, 600), metadata)  # a shrink of 6: capped at the zoom taught
+    assert abs(beyond[0] - 150) <= 4 and "x1.5 finer" in rule and "at most x2" in rule
+    just, _ = working_size(fundus(500, 500, 250), metadata)  # a shrink of 2.5: x1.25 finer, within the zoom
+    assert abs(just[0] - 250) <= 4
+    untaught = dict(metadata, max_zoom=1.0)  # no rescaling in training: the plain rule whatever the shrink
+    assert abs(working_size(fundus(600, 600, 600), untaught)[0][0] - 100) <= 4
+    assert abs(working_size(fundus(600, 600, 600), {"fov_diameter": 100.0})[0][0] - 100) <= 4  # older weights
+
+
+def test_scale_multiplies_the_rules_size_and_is_checked(light):
+    metadata = {"fov_diameter": 100.0}
+    size, rule = working_size(fundus(300, 300, 200), metadata, scale=1.5)
+    assert abs(size[0] - 225) <= 4 and "x1.5 as asked" in rule
+    assert working_size(fundus(100, 300, 80), {}, scale=2)[0] == (200, 600)
+    for bad in (0, -1, 5, float("nan"), "2"):
+        with pytest.raises(UserError, match="scale"):
+            Segmenter(light, metadata, scale=bad)
+
+
 @pytest.mark.parametrize("mode", ["image", "patch"])
 def test_segmenter_returns_original_size(light, mode):
     rgb = fundus(90, 110, 80)

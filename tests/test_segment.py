@@ -356,3 +356,32 @@ def test_nothing_is_found_outside_the_field_of_view_unless_asked(model, folder, 
         assert (prob[~fov] == 0).all() == (not extra)
     assert masks[0][fov].all() and not masks[0][~fov].any()  # a threshold above 0: everything inside, nothing out
     assert masks[1].all()
+
+
+def test_scale_multiplies_the_working_size_which_each_output_records(folder, tmp_path, capsys):
+    import json
+
+    model = weights(tmp_path / "scaled.safetensors", {"fov_diameter": 20.0})  # the eye learnt 20 px wide
+    sizes = {}
+    for scale in ("1", "2"):
+        out = tmp_path / f"out{scale}"
+        assert run_cli([str(folder / "a.png"), "--model", model, "--out", str(out), "--backend", "torch",
+                        "--scale", scale]) == 0  # fmt: skip
+        printed = capsys.readouterr().out
+        assert "a.png: segmented at" in printed and "field of view" in printed
+        for path in outputs(out, "a"):
+            with Image.open(path) as image:
+                about = json.loads(image.text["patch2image"])
+            assert about["photograph"] == [80, 60] and about["scale"] == float(scale)
+            assert "field of view" in about["rule"]
+        sizes[scale] = about["working_size"]
+    assert abs(sizes["2"][0] - 2 * sizes["1"][0]) <= 4 and abs(sizes["2"][1] - 2 * sizes["1"][1]) <= 4
+    assert "x2 as asked" in about["rule"]
+
+
+@pytest.mark.parametrize("scale", ["0", "9", "nan"])
+def test_a_scale_out_of_range_is_one_line_before_anything_is_written(model, folder, tmp_path, capsys, scale):
+    out = tmp_path / "out"
+    assert run_cli([str(folder / "a.png"), "--model", model, "--out", str(out), "--scale", scale]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --scale {scale}") and err.count("\n") == 1 and not out.exists()

@@ -41,6 +41,9 @@ def test_two_datasets_are_pooled_at_the_first_ones_scale(tmp_path):
     first, second = train.fov_diameters[:6], train.fov_diameters[6:]
     assert np.median(second) == pytest.approx(np.median(first), rel=0.05)
     assert all(h <= 68 and w <= 68 for h, w in train.sizes)
+    # how far each photograph was shrunk is kept, for the working-scale rule: 1 for the first, 1.5 for the second
+    assert np.median(train.shrinks[:6]) == pytest.approx(1, rel=0.05)
+    assert np.median(train.shrinks[6:]) == pytest.approx(1.5, rel=0.1)
     assert [n.split("-")[0] for n in test.names] == ["synthetic1"] * 2 + ["synthetic2"] * 2
 
 
@@ -53,6 +56,7 @@ def test_a_run_on_two_datasets_scores_every_test_image_and_records_both(tmp_path
     _, metadata = read_weights(out / "finetuned.safetensors")
     assert metadata.dataset == "synthetic+synthetic" and metadata.fold is None
     assert metadata.extra["datasets"] == [{"kind": "synthetic", "fold": None}] * 2
+    assert metadata.max_shrink == pytest.approx(1.5, rel=0.15) and metadata.max_zoom == 1.4  # augmentation.scale
     assert sorted(p.stem for p in (out / "predictions" / "finetuned").glob("*.png")) == sorted(names)
 
 

@@ -218,6 +218,11 @@ def _add_segment_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stride", type=int, default=2, help="patch mode: stride between patches (default 2)")
     parser.add_argument("--threshold", type=float, help=THRESHOLD_HELP)
     parser.add_argument("--tta", action="store_true", help=TTA_HELP)
+    parser.add_argument(
+        "--scale", type=float, default=1.0, metavar="M",
+        help="multiply the size the scale rule chooses by M (0.1-4; default 1): for a camera you know the rule "
+        "shrinks too much (M > 1) or too little",
+    )  # fmt: skip
     _add_backend_argument(parser)
     parser.add_argument(
         "--max-megapixels", type=float, default=DEFAULT_MAX_PIXELS / 1e6,
@@ -310,7 +315,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         network=args.network, announce=(lambda line: None) if args.quiet else _announce, mode=args.mode,
         stride=args.stride, tta=args.tta, tile=args.tile, overlap=args.overlap,
         max_pixels=int(args.max_megapixels * 1e6), inside_fov=not args.outside_fov,
-        largest_region=not args.all_regions,
+        largest_region=not args.all_regions, scale=args.scale,
     )  # fmt: skip
     if args.threads:
         import torch
@@ -354,10 +359,14 @@ def cmd_segment(args: argparse.Namespace) -> int:
         _write_measurements(out, measure_segmented(masks, measurer, report_failure))
         print(f"measurements of each image in {out / 'measurements.csv'}")
 
+    def note(path: Path, line: str) -> None:
+        tqdm.write(f"{path.name}: {line}", file=sys.stdout)
+
     try:
         with bar:
             table = segment_photographs(
                 files, segmenter, Path(args.out), outputs, report, args.workers, args.overwrite, warn,
+                None if args.quiet else note,
                 tables=("measurements.csv",) if args.measure else (), then=measure if args.measure else None,
             )  # fmt: skip
     except Terminated:

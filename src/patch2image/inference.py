@@ -39,7 +39,7 @@ from patch2image.data import field_of_view_mask, fov_diameter, read_image
 from patch2image.errors import UserError
 from patch2image.fundus_check import check_photograph, with_check
 from patch2image.networks import size_divisor
-from patch2image.parameters import COUNT, POSITIVE, Interval, OneOf, check
+from patch2image.parameters import COUNT, POSITIVE, SCALE, Interval, OneOf, check
 from patch2image.postprocessing import Postprocessing
 from patch2image.preprocessing import as_channels, preprocessing_from, resize, resize_label, round_to_multiple
 from patch2image.runtime.backends import load_backend
@@ -338,6 +338,7 @@ def working_size(
     metadata: WeightsMetadata | dict,
     size: tuple[int, int] | str | None = None,
     fov: np.ndarray | None = None,
+    scale: float = 1.0,
 ) -> tuple[tuple[int, int], str]:
     """The size at which a photograph is segmented: the model's training scale, by a documented rule.
 
@@ -345,12 +346,19 @@ def working_size(
 
     1. The metadata has ``fov_diameter`` (median width in pixels of the training images' field of view
        at the training size): the photograph is resized by ``fov_diameter / its own FOV width``, so
-       that the eye has the size the network learnt, whatever the camera or resolution.
+       that the eye has the size the network learnt, whatever the camera or resolution. A photograph
+       whose field of view is wider than any training photograph's was, relative to the training size
+       (metadata ``max_shrink``), is shrunk only as far as training shrank its photographs, and at
+       most ``max_zoom`` (the rescaling training's augmentation taught) above the eye's learnt size:
+       shrinking further erases the thin vessels that a high-resolution camera shows and its
+       annotators draw, at an image statistics the network never saw. Weights without ``max_shrink``
+       (trained before it was recorded) or with ``max_zoom`` 1 keep the plain rule.
     2. Else the metadata has ``input_size`` and the photograph has the same aspect ratio (within 2%):
        the photograph is resized to ``input_size``.
     3. Else the photograph keeps its size.
 
-    The result is rounded to multiples of the network's size divisor. Rule 1 is skipped when no field
+    ``scale`` then multiplies the chosen size (a user who knows better). The result is rounded to
+    multiples of the network's size divisor. Rule 1 is skipped when no field
     of view is found (no dark surround: a cropped photograph) or it is narrower than 16 pixels.
 
     Parameters
@@ -366,6 +374,8 @@ def working_size(
         (``patch2image evaluate`` does). ``(height, width)``: that size, rounded to the divisor.
     fov : ndarray of shape (H, W), bool, optional
         The photograph's field-of-view mask, when the caller has it already (else computed here).
+    scale : float, default 1
+        Multiplies the rule's size (not a given or training size).
 
     Returns
     -------
@@ -394,6 +404,7 @@ def working_size(
     if size is not None:
         out_h, out_w = (int(s) for s in size)
         return fit((out_h, out_w)), f"given size {out_h}x{out_w}"
+    times = "" if scale == 1 else f", x{scale:g} as asked"
     model_diameter = metadata.fov_diameter
     if model_diameter:
         mask = field_of_view_mask(rgb) if fov is None else fov
@@ -401,13 +412,24 @@ def working_size(
         # An all-True mask means no dark surround was found: the width says nothing about the eye.
         if not mask.all() and math.isfinite(diameter) and diameter >= 16:
             factor = float(model_diameter) / diameter
-            size = fit((height * factor, width * factor))
-            return size, f"field of view {diameter:.0f} px -> {float(model_diameter):.0f} px (x{factor:.3g})"
+            finer = _finer_than_the_rule(1 / factor, metadata)
+            size = fit((height * factor * finer * scale, width * factor * finer * scale))
+            rule = f"field of view {diameter:.0f} px -> {float(model_diameter):.0f} px (x{factor:.3g})"
+            if finer > 1:
+                rule += f", x{finer:.3g} finer: shrunk at most x{metadata.max_shrink:.3g} as in training"
+            return size, rule + times
     if metadata.input_size:
         in_h, in_w = metadata.input_size
         if abs((height / width) / (in_h / in_w) - 1) <= 0.02:
-            return fit((in_h, in_w)), f"training size {in_h}x{in_w}"
-    return fit((height, width)), "original size"
+            return fit((in_h * scale, in_w * scale)), f"training size {in_h}x{in_w}{times}"
+    return fit((height * scale, width * scale)), f"original size{times}"
+
+
+def _finer_than_the_rule(shrink: float, metadata: WeightsMetadata) -> float:
+    """How much larger than the plain rule's size a photograph shrunk by ``shrink`` is segmented at."""
+    if not metadata.max_shrink or not metadata.max_zoom or shrink <= metadata.max_shrink:
+        return 1.0
+    return min(shrink / metadata.max_shrink, metadata.max_zoom)
 
 
 @dataclass
@@ -439,6 +461,8 @@ class Segmenter:
         rule; ``"training"``, the weights' training size exactly (scoring weights on the dataset they
         were trained on: then the segmentation is training's own scoring, image resized to
         ``input_size``, pre-processed, segmented, probabilities resized back).
+    scale : float, default 1
+        Multiplies the rule's size (0.1 to 4), for a user who knows their camera better than the rule.
     inside_fov, largest_region : bool
         Post-processing (:class:`patch2image.postprocessing.Postprocessing`): clear outside the field of
         view; keep the optic disc's largest region in :meth:`mask`.
@@ -460,6 +484,7 @@ class Segmenter:
     precision: str = "fp32"
     batch_size: int = DEFAULT_BATCH_SIZE
     size: tuple[int, int] | str | None = None
+    scale: float = 1.0
     inside_fov: bool = True
     largest_region: bool = True
 
@@ -477,6 +502,7 @@ class Segmenter:
                 "max_pixels": POSITIVE,
                 "precision": OneOf(PRECISIONS),
                 "batch_size": COUNT,
+                "scale": SCALE,
             },
             vars(self),
         )  # refused before any image is read
@@ -519,7 +545,7 @@ class Segmenter:
         ``fov``: the photograph's field-of-view mask, when the caller has it already. Uses only the
         metadata, never the model, so it runs as well on a copy whose ``model`` is None.
         """
-        size, _ = working_size(rgb, self.metadata, self.size, fov)
+        size, _ = working_size(rgb, self.metadata, self.size, fov, self.scale)
         return self.preprocessing(resize(rgb, size), None if fov is None else resize_label(fov, size))
 
     def predict(self, image: np.ndarray) -> np.ndarray:

@@ -70,6 +70,8 @@ class OneOf:
 THRESHOLD = Interval(0, 1)
 """A mask threshold: ``probability >= threshold``."""
 POSITIVE = Interval(0, low_open=True)
+SCALE = Interval(0.1, 4)
+"""A multiplier of the working-scale rule's size."""
 COUNT = Interval(1, integer=True)
 """How many of something: threads, processes, patches per pass."""
 

@@ -48,7 +48,7 @@ from patch2image.data.io import write_png
 from patch2image.data.pairing import is_image_file, without_image_extension
 from patch2image.errors import UserError
 from patch2image.fundus_check import check_photograph
-from patch2image.inference import Segmenter
+from patch2image.inference import Segmenter, working_size
 from patch2image.parameters import THRESHOLD, Interval, OneOf, check
 from patch2image.postprocessing import disc_measurement, overlay, probability_png
 
@@ -245,12 +245,30 @@ def disc_table(measured: "Measured") -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(out_dir: Path, stem: str, rgb: np.ndarray, prob: np.ndarray, mask: np.ndarray, outputs: Outputs):
-    """``stem_prob.png``, ``stem_mask.png`` and ``stem_overlay.png`` in ``out_dir``; the disc's measurement."""
-    write_png(out_dir / f"{stem}_prob.png", probability_png(prob, outputs.prob_bits))
-    write_png(out_dir / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
-    write_png(out_dir / f"{stem}_overlay.png", overlay(rgb, mask, outputs.task))
+def write_outputs(
+    out_dir: Path, stem: str, rgb: np.ndarray, prob: np.ndarray, mask: np.ndarray, outputs: Outputs, about: dict
+):
+    """``stem_prob.png``, ``stem_mask.png`` and ``stem_overlay.png`` in ``out_dir``; the disc's measurement.
+
+    ``about`` (:func:`working_scale`) goes into each PNG as a ``patch2image`` text chunk (JSON).
+    """
+    text = {"patch2image": json.dumps(about)}
+    write_png(out_dir / f"{stem}_prob.png", probability_png(prob, outputs.prob_bits), text)
+    write_png(out_dir / f"{stem}_mask.png", mask.astype(np.uint8) * 255, text)
+    write_png(out_dir / f"{stem}_overlay.png", overlay(rgb, mask, outputs.task), text)
     return disc_measurement(mask) if outputs.task == "optic_disc" else None
+
+
+def working_scale(rgb: np.ndarray, fov: np.ndarray, segmenter: Segmenter) -> dict:
+    """The size a photograph is segmented at and the rule that chose it: printed, and kept in each output."""
+    (height, width), rule = working_size(rgb, segmenter.metadata, segmenter.size, fov, segmenter.scale)
+    return {
+        "photograph": [int(rgb.shape[1]), int(rgb.shape[0])],
+        "working_size": [width, height],
+        "rule": rule,
+        "scale": segmenter.scale,
+        "model": segmenter.metadata.model_name(),
+    }
 
 
 # --------------------------------------------------------------------------- the two halves around the network
@@ -270,8 +288,9 @@ def finish_file(
     out_dir: Path, stem: str, rgb: np.ndarray, fov: np.ndarray, prob: np.ndarray, outputs: Outputs, finisher: Segmenter
 ) -> dict | None:
     """Post-process the network's probabilities (``finisher``'s, whose model is not used); write the three outputs."""
+    about = working_scale(rgb, fov, finisher)
     prob = finisher.finish(prob, fov)
-    return write_outputs(out_dir, stem, rgb, prob, finisher.mask_of(prob, outputs.threshold), outputs)
+    return write_outputs(out_dir, stem, rgb, prob, finisher.mask_of(prob, outputs.threshold), outputs, about)
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -476,6 +495,7 @@ def segment_photographs(
     workers: int = 0,
     overwrite: bool = False,
     warn: Callable[[Path, str], None] | None = None,
+    note: Callable[[Path, str], None] | None = None,
     tables: tuple[str, ...] = (),
     then: Callable[[], None] | None = None,
 ) -> Path | None:
@@ -498,7 +518,7 @@ def segment_photographs(
         raise UserError(f"{out_dir}: cannot create the output folder ({exc.strerror or exc})") from None
     record.claim()
     try:
-        measured = segment_files(files, segmenter, out_dir, outputs, report, workers, warn)
+        measured = segment_files(files, segmenter, out_dir, outputs, report, workers, warn, note)
         if then is not None:
             then()
         if not measured:
@@ -518,11 +538,13 @@ def segment_files(
     report: Report,
     workers: int = 0,
     warn: Callable[[Path, str], None] | None = None,
+    note: Callable[[Path, str], None] | None = None,
 ) -> Measured:
     """Segment ``files`` into ``out_dir``, in this process (``workers=0``) or with worker processes.
 
     Every file is reported through ``report`` in input order; an exception in one file never stops the
-    others. ``warn(path, line)`` hears of a photograph that does not look like a fundus photograph.
+    others. ``warn(path, line)`` hears of a photograph that does not look like a fundus photograph, ``note(path,
+    line)`` of the size each is segmented at and why.
     Returns the optic disc's measurement of each file segmented (empty for vessels).
 
     Raises
@@ -538,7 +560,7 @@ def segment_files(
                 _stop_if_terminated()
                 try:
                     rgb, fov, network_input = prepare_file(path, segmenter)
-                    _warn_if_not_fundus(path, rgb, fov, warn)
+                    _look_at(path, rgb, fov, segmenter, warn, note)
                     prob = segmenter.predict(network_input)
                     found = finish_file(out_dir, output_stem(path), rgb, fov, prob, outputs, segmenter)
                 except Exception as exc:  # one bad file must not stop the others; KeyboardInterrupt still does
@@ -548,16 +570,22 @@ def segment_files(
                         measured[path] = found
                     report(path, None)
             return measured
-        _segment_in_workers(files, segmenter, out_dir, outputs, report, min(workers, len(files)), measured, warn)
+        _segment_in_workers(
+            files, segmenter, out_dir, outputs, report, min(workers, len(files)), measured, (warn, note)
+        )
     return measured
 
 
-def _warn_if_not_fundus(path: Path, rgb: np.ndarray, fov: np.ndarray, warn: Callable | None) -> None:
+def _look_at(path: Path, rgb: np.ndarray, fov: np.ndarray, segmenter, warn: Callable | None, note: Callable | None):
+    """In the main process, in input order: a photograph that is no fundus photograph; the size it is segmented at."""
     if warn is not None and (warning := check_photograph(rgb, fov).warning):
         warn(path, warning)
+    if note is not None:
+        about = working_scale(rgb, fov, segmenter)
+        note(path, "segmented at {}x{} ({})".format(*about["working_size"], about["rule"]))
 
 
-def _segment_in_workers(files, segmenter: Segmenter, out_dir, outputs, report, workers, measured, warn) -> None:
+def _segment_in_workers(files, segmenter: Segmenter, out_dir, outputs, report, workers, measured, listeners) -> None:
     # The workers need the metadata and the pre-processing, not the network: don't pickle it to them.
     preparer = dataclasses.replace(segmenter, model=None)
     pool = _Workers(workers)
@@ -579,7 +607,7 @@ def _segment_in_workers(files, segmenter: Segmenter, out_dir, outputs, report, w
             read_next()  # before waiting, so a worker reads ahead while the network runs
             try:
                 rgb, fov, network_input = _result(future)
-                _warn_if_not_fundus(path, rgb, fov, warn)
+                _look_at(path, rgb, fov, segmenter, *listeners)
                 prob = segmenter.predict(network_input)
             except Exception as exc:
                 # Queued with the writes, so that files are reported in input order whatever finishes first.

@@ -53,6 +53,8 @@ class WeightsMetadata:
     task: str = "vessels"  # or optic_disc
     input_size: list[int] | None = None  # (height, width) the training images were resized to
     fov_diameter: float | None = None  # median field-of-view width in pixels at input_size
+    max_shrink: float | None = None  # the most training shrank a photograph's field of view (original / input)
+    max_zoom: float | None = None  # the largest rescaling training's augmentation taught (1: none)
     preprocessing: dict = field(default_factory=dict)  # Preprocessing's fields
     patch_size: int = 32
     threshold: float = 0.5

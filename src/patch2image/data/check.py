@@ -37,13 +37,18 @@ def check_dataset(dataset: Dataset, val_fraction: float = 0.2) -> tuple[str, lis
     lines += _split_lines(dataset, val_fraction, problems)
 
     cases = dataset.cases()
-    sizes, values, second_values, fov_values = Counter(), Counter(), Counter(), Counter()
+    sizes, values, second_values, fov_values, av_values = Counter(), Counter(), Counter(), Counter(), Counter()
     noisy = []
     for case in cases:
         size = _image_size(case.image, problems)
         if size is not None:
             sizes[f"{size[0]}x{size[1]}"] += 1
-        for path, counter in ((case.label, values), (case.second_label, second_values), (case.fov, fov_values)):
+        for path, counter in (
+            (case.label, values),
+            (case.second_label, second_values),
+            (case.fov, fov_values),
+            (case.artery_vein, av_values),
+        ):
             if path is None:
                 continue
             found = _label_values(path, case.image, size, problems)
@@ -65,6 +70,9 @@ def check_dataset(dataset: Dataset, val_fraction: float = 0.2) -> tuple[str, lis
     n_second = sum(c.second_label is not None for c in cases)
     if n_second:
         lines.append(f"second-observer labels: {n_second}; values: {_counts(second_values)}")
+    n_av = sum(c.artery_vein is not None for c in cases)
+    if n_av:
+        lines.append(f"artery/vein labels: {n_av}; values: {_counts(av_values)} (kept, not trained on)")
     n_fov = sum(c.fov is not None for c in cases)
     if n_fov:
         lines.append(f"field-of-view masks: from the dataset for {n_fov} images; values: {_counts(fov_values)}")

@@ -5,6 +5,7 @@ Formats: whatever Pillow decodes (PNG, JPEG, TIFF, GIF, PPM/PGM, BMP, ...), opti
 """
 
 import gzip
+import struct
 import warnings
 import zlib
 from pathlib import Path
@@ -55,15 +56,32 @@ def read_image(path: str | Path) -> np.ndarray:
         return np.asarray(img, dtype=np.uint8).copy()
 
 
-def write_png(path: str | Path, image: np.ndarray) -> None:
-    """Write a grey (H, W) uint8 or uint16 image, or an RGB (H, W, 3) uint8 one, as PNG, atomically."""
+def write_png(path: str | Path, image: np.ndarray, text: dict[str, str] | None = None) -> None:
+    """Write a grey (H, W) uint8 or uint16 image, or an RGB (H, W, 3) uint8 one, as PNG, atomically.
+
+    ``text``: tEXt chunks (Latin-1 keys and values), which viewers show and ``PIL.Image.open(path).text`` reads.
+    """
     if image.ndim == 3:
         image = image[..., ::-1]  # OpenCV writes BGR
     ok, data = cv2.imencode(".png", np.ascontiguousarray(image))
     if not ok:
         raise OSError(f"{path}: PNG encoding failed")
+    data = data.tobytes()
+    if text:
+        data = _with_text_chunks(data, text)
     with atomic_write(path) as tmp:
-        Path(tmp).write_bytes(data.tobytes())
+        Path(tmp).write_bytes(data)
+
+
+def _with_text_chunks(png: bytes, text: dict[str, str]) -> bytes:
+    # OpenCV's encoder, which the project uses for speed, writes no text: the chunks go right after IHDR,
+    # whose 13 bytes of data make it end at byte 8 + 4 + 4 + 13 + 4.
+    chunks = b""
+    for key, value in text.items():
+        body = b"tEXt" + key.encode("latin-1") + b"\0" + value.encode("latin-1", "replace")
+        chunks += struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body))
+    end_of_header = 33
+    return png[:end_of_header] + chunks + png[end_of_header:]
 
 
 def read_label_values(path: str | Path) -> np.ndarray:

@@ -1,22 +1,23 @@
 """The registry of dataset kinds, and opening a dataset from its folder.
 
-Each kind lives in its own module (``drive``, ``stare``, ``chase_db1``, ``idrid``, ``folder``) as a
+Each kind lives in its own module (``drive``, ``stare``, ``chase_db1``, ``idrid``, ``les_av``, ``folder``) as a
 :class:`DatasetSpec`; adding a dataset is one module and one line here. Layouts: ``docs/datasets.md``.
 """
 
 from pathlib import Path
 
-from patch2image.data import chase_db1, drive, folder, idrid, stare
+from patch2image.data import chase_db1, drive, folder, idrid, les_av, stare
 from patch2image.data.dataset import TASKS, Dataset, DatasetSpec
 from patch2image.data.folder import open_folder
 from patch2image.errors import UserError
 
 DATASETS: dict[str, DatasetSpec] = {
-    spec.kind: spec for spec in (drive.DATASET, stare.DATASET, chase_db1.DATASET, idrid.DATASET, folder.DATASET)
+    spec.kind: spec
+    for spec in (drive.DATASET, stare.DATASET, chase_db1.DATASET, idrid.DATASET, les_av.DATASET, folder.DATASET)
 }
 """Every kind, in the order layouts are tried when none is given (``folder``, the loosest, last)."""
 
-_NOT_A_LAYOUT = "not a DRIVE, STARE, CHASE_DB1, IDRiD or images/labels folder layout"
+_NOT_A_LAYOUT = "not a DRIVE, STARE, CHASE_DB1, IDRiD, LES-AV or images/labels folder layout"
 
 
 def open_dataset(path: str | Path, kind: str | None = None, task: str | None = None) -> Dataset:
@@ -26,7 +27,8 @@ def open_dataset(path: str | Path, kind: str | None = None, task: str | None = N
     ----------
     path : str or Path
         DRIVE (``training/``, ``test/``), STARE (``stare-images/``, ``labels-ah/``, gzipped or
-        not), CHASE_DB1 (flat ``Image_NN{L,R}*``), IDRiD (``A. Segmentation/``), or a folder: one
+        not), CHASE_DB1 (flat ``Image_NN{L,R}*``), IDRiD (``A. Segmentation/``), LES-AV
+        (``training/{images,vessels,av,mask}``), or a folder: one
         holding ``images/`` and ``labels/`` [``masks/``], or ``train/`` and ``test/`` [``val/``] each
         holding them.
     kind : str, optional

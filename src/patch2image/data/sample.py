@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from patch2image.data.field_of_view import FOV_METHOD, field_of_view_mask
-from patch2image.data.io import read_image, read_mask
+from patch2image.data.io import read_image, read_label_values, read_mask
 from patch2image.errors import UserError
 
 
@@ -19,6 +19,7 @@ class SampleFiles:
     label: Path | None = None
     fov: Path | None = None
     second_label: Path | None = None
+    artery_vein: Path | None = None  # LES-AV's artery/vein map, kept for later work (not trained on)
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Sample:
     fov: np.ndarray
     fov_source: str
     second_label: np.ndarray | None = None
+    artery_vein: np.ndarray | None = None  # (H, W) uint8: 0 background, 1 artery, 2 vein, 3 uncertain
 
     @property
     def original_size(self) -> tuple[int, int]:
@@ -56,7 +58,16 @@ def load_sample(files: SampleFiles) -> Sample:
         fov, source = _read_matching(files.fov, files.image, image), "dataset"
     else:
         fov, source = field_of_view_mask(image), f"computed: {FOV_METHOD}"
-    return Sample(files.name, image, label, fov, source, second)
+    return Sample(files.name, image, label, fov, source, second, _read_artery_vein(files, image))
+
+
+def _read_artery_vein(files: SampleFiles, image: np.ndarray) -> np.ndarray | None:
+    if files.artery_vein is None:
+        return None
+    values = read_label_values(files.artery_vein)
+    if values.shape[:2] != image.shape[:2]:
+        raise UserError(size_mismatch(files.artery_vein, values.shape, files.image, image.shape))
+    return values.astype(np.uint8)
 
 
 def _read_matching(path: Path | None, image_path: Path, image: np.ndarray) -> np.ndarray | None:

@@ -37,6 +37,7 @@ class PreparedImages:
     original: list  # Sample objects at original size (test images only)
     fov_diameters: list[float]
     sizes: list[tuple[int, int]]
+    shrinks: list[float]  # per image, the field of view's width at original size over its width here
 
     def patches(self, config: Config) -> TrainingData:
         """The patch database of these images (:func:`patch2image.patch_database.patch_database`)."""
@@ -126,6 +127,7 @@ class _Image:
     label: np.ndarray
     fov_diameter: float
     original: object
+    shrink: float  # the field of view's width at original size over its width here
 
 
 def prepare_images(files, size_of, config: Config, keep_original: bool = False) -> list[_Image]:
@@ -136,13 +138,15 @@ def prepare_images(files, size_of, config: Config, keep_original: bool = False) 
         if sample.label is None:
             raise UserError(f"{sample_files.image}: no label; training and scoring need one")
         size = size_of(sample)
+        diameter = fov_diameter(resize_label(sample.fov, size))
         images.append(
             _Image(
                 sample.name,
                 config.preprocessing(resize(sample.image, size), resize_label(sample.fov, size)),
                 resize_label(sample.label, size),
-                fov_diameter(resize_label(sample.fov, size)),
+                diameter,
                 sample if keep_original else None,
+                fov_diameter(sample.fov) / diameter,
             )
         )
     return images
@@ -159,5 +163,11 @@ def _on_canvas(images: list[_Image], divisor: int) -> PreparedImages:
         inputs[i, ..., :h, :w], label[i, :h, :w] = image.network_input, image.label
     originals = [image.original for image in images if image.original is not None]
     return PreparedImages(
-        [i.name for i in images], inputs, label, originals, [i.fov_diameter for i in images], [tuple(s) for s in sizes]
+        [i.name for i in images],
+        inputs,
+        label,
+        originals,
+        [i.fov_diameter for i in images],
+        [tuple(s) for s in sizes],
+        [i.shrink for i in images],
     )

@@ -54,6 +54,8 @@ class RunDirectory:
             task=self.task,
             input_size=list(self.train.label.shape[1:]),
             fov_diameter=float(np.median(self.train.fov_diameters)),
+            max_shrink=float(max(self.train.shrinks)),
+            max_zoom=float(config.augmentation.scale[1]) if config.augmentation.scale else 1.0,
             preprocessing=dataclasses.asdict(config.preprocessing),
             patch_size=config.patches.size,
             protocol=config.protocol,

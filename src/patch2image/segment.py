@@ -287,16 +287,28 @@ def inside_field_of_view(prob: np.ndarray, rgb: np.ndarray, fov: np.ndarray | No
     return prob if fov.all() else np.where(fov, prob, 0).astype(prob.dtype, copy=False)
 
 
+def post_process(
+    prob: np.ndarray, rgb: np.ndarray, outputs: Outputs, fov: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities at the photograph's size -> (probabilities, mask) as every command writes them.
+
+    Cleared outside the field of view (unless ``outputs.inside_fov`` is off), thresholded, and for the
+    optic disc reduced to its largest region.
+    """
+    if outputs.inside_fov:
+        prob = inside_field_of_view(prob, rgb, fov)
+    mask = prob >= outputs.threshold
+    if outputs.task == "optic_disc" and outputs.largest_region:
+        mask = largest_region(mask)
+    return prob, mask
+
+
 def write_outputs(
     out_dir: Path, stem: str, rgb: np.ndarray, prob: np.ndarray, outputs: Outputs, fov: np.ndarray | None = None
 ) -> dict | None:
     """``stem_prob.png``, ``stem_mask.png`` and ``stem_overlay.png`` in ``out_dir``; the disc's measurement."""
-    if outputs.inside_fov:
-        prob = inside_field_of_view(prob, rgb, fov)
-    mask = prob >= outputs.threshold
+    prob, mask = post_process(prob, rgb, outputs, fov)
     optic_disc = outputs.task == "optic_disc"
-    if optic_disc and outputs.largest_region:
-        mask = largest_region(mask)
     write_png(out_dir / f"{stem}_prob.png", probability_png(prob, outputs.prob_bits))
     write_png(out_dir / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
     write_png(out_dir / f"{stem}_overlay.png", overlay(rgb, mask, outputs.task))

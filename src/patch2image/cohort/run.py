@@ -1,0 +1,252 @@
+"""A cohort run on Dask: chunks of photographs streamed to the workers, rows back in atomic batches.
+
+Why this shape:
+
+- Only file names go to the workers and only rows come back (masks are written by the workers into
+  ``--out``), so the scheduler never holds an image.
+- At most a few chunks per worker thread are submitted at any time (``distributed.as_completed``, one
+  new chunk for each that finishes), so the client's and the scheduler's memory stay flat over any
+  number of photographs.
+- A worker that dies takes its chunks with it; the scheduler gives them to another worker, up to
+  ``distributed.scheduler.allowed-failures`` times. A chunk that ran out of tries is split into single
+  photographs, and a single photograph that did is the one that kills workers: its row says so.
+- Rows are kept until a batch is full (or old), then written in one go (:class:`Store`), so a rerun
+  after any stop redoes at most one batch.
+"""
+
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pyarrow as pa
+
+from patch2image.cohort.inputs import PATH_COLUMN
+from patch2image.cohort.keys import file_state
+from patch2image.cohort.progress import Progress
+from patch2image.cohort.store import Store
+from patch2image.cohort.work import Settings, provenance, segment_chunk
+from patch2image.errors import UserError
+
+CHUNK = 4
+"""Photographs per task: enough to make Dask's cost per task (a few ms) small beside a photograph's."""
+BATCH_ROWS = 500
+BATCH_SECONDS = 60.0
+"""A batch is written when it holds this many rows, or when its first row is this old."""
+IN_FLIGHT_PER_THREAD = 2
+"""Chunks submitted per worker thread: one running, one waiting, so that no worker waits on the client."""
+ALLOWED_FAILURES = 3
+"""How many workers may die running a chunk before it is given up (Dask's own default)."""
+
+
+@dataclasses.dataclass
+class Summary:
+    photographs: int  # rows of the input
+    done_before: int  # found done by an earlier run
+    done_now: int
+    failed: int  # rows of the table whose status is not ok
+    seconds: float
+    written: list[Path]
+
+
+def run_cohort(
+    inputs: pa.Table,
+    out_dir: str | Path,
+    settings: Settings,
+    client,
+    *,
+    chunk: int = CHUNK,
+    retry_failed: bool = False,
+    csv: bool = False,
+    show_progress: bool = False,
+    batch_rows: int = BATCH_ROWS,
+    batch_seconds: float = BATCH_SECONDS,
+    work: Callable[[Settings, list[str]], list[dict]] = segment_chunk,
+    on_rows: Callable[[int], None] | None = None,
+) -> Summary:
+    """Segment (and measure) every photograph of ``inputs`` not done yet, then write the results table.
+
+    ``client``: a ``distributed.Client``. ``show_progress``: a bar on a terminal, else a line every few
+    minutes (stderr). ``work``: what a worker does with a chunk (the default segments and measures).
+    ``on_rows``: called with the number of rows done so far, after each chunk.
+    """
+    started = time.monotonic()
+    store = Store(out_dir)
+    store.create()
+    files = [os.path.abspath(p) for p in inputs[PATH_COLUMN].to_pylist()]
+    unique = list(dict.fromkeys(files))
+    states = {file: file_state(file) for file in unique}
+    finished = store.finished(settings.key, retry_failed)
+    todo = [file for file in unique if (file, *states[file]) not in finished]
+    progress = Progress(len(todo), len(unique) - len(todo), quiet=not show_progress)
+    batches = _Batches(store, batch_rows, batch_seconds)
+    try:
+        with _sigterm_stops():
+            _stream(client, settings, todo, states, chunk, work, batches, progress, on_rows)
+    finally:
+        batches.flush()
+        progress.close()
+    table = store.results(inputs, files, settings.key)
+    written = store.write_results(table, csv)
+    failed = sum(1 for status in table["status"].to_pylist() if status != "ok")
+    return Summary(len(files), len(unique) - len(todo), progress.done, failed, time.monotonic() - started, written)
+
+
+def _chunks(files: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(files), size):
+        yield files[start : start + size]
+
+
+def _stream(client, settings, todo, states, chunk, work, batches, progress, on_rows) -> None:
+    from distributed import KilledWorker, as_completed
+
+    pending = _chunks(todo, chunk)
+    retry: list[list[str]] = []  # chunks of one photograph, after their chunk ran out of workers
+    running = as_completed()
+    chunk_files: dict[str, list[str]] = {}  # future's key -> its photographs
+    limit = _in_flight_limit(client)
+    checked = time.monotonic()
+    total = 0
+
+    def submit_more() -> None:
+        while running.count() < limit:
+            files = retry.pop() if retry else next(pending, None)
+            if files is None:
+                return
+            future = client.submit(work, settings, files, pure=False, retries=0)
+            chunk_files[future.key] = files
+            running.add(future)
+
+    submit_more()
+    for future in running:
+        _stop_if_terminated()
+        files = chunk_files.pop(future.key)
+        try:
+            rows = future.result()
+        except KilledWorker:
+            if len(files) > 1:
+                retry.extend([file] for file in files)
+                rows = []
+            else:
+                rows = [_killer_row(files[0], states, settings)]
+        except UserError:
+            raise
+        except Exception as exc:
+            raise UserError(f"a worker failed on {files[0]}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            future.release()
+        batches.add(rows)
+        total += len(rows)
+        progress.update(len(rows), sum(1 for row in rows if row["status"] != "ok"))
+        if on_rows is not None and rows:
+            on_rows(total)
+        if time.monotonic() - checked > 10:  # a cluster that grows or shrinks changes how many can run
+            limit, checked = _in_flight_limit(client), time.monotonic()
+        submit_more()
+
+
+def _in_flight_limit(client) -> int:
+    threads = sum(client.nthreads().values())
+    return max(2, IN_FLIGHT_PER_THREAD * threads)
+
+
+def _killer_row(file: str, states: dict, settings: Settings) -> dict:
+    size, mtime_ns = states[file]
+    reason = (
+        f"{file}: every worker that segmented it died (out of memory, or a crash while reading it); "
+        "rerun with --retry-failed to try again"
+    )
+    row = {"file": file, "size": size, "mtime_ns": mtime_ns, "settings": settings.key, "content_hash": None}
+    return row | {"status": reason, "seconds": None} | provenance(settings)
+
+
+class _Batches:
+    """Rows gathered until a batch is full or old, then written as one file."""
+
+    def __init__(self, store: Store, rows: int, seconds: float):
+        self.store, self.rows, self.seconds = store, rows, seconds
+        self.pending: list[dict] = []
+        self.since = time.monotonic()
+
+    def add(self, rows: list[dict]) -> None:
+        if not self.pending:
+            self.since = time.monotonic()
+        self.pending.extend(rows)
+        if len(self.pending) >= self.rows or time.monotonic() - self.since >= self.seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        rows, self.pending = self.pending, []
+        self.store.write_batch(rows)
+
+
+# --------------------------------------------------------------------------- stopping
+
+
+class Terminated(SystemExit):
+    """SIGTERM (a cluster's time limit, ``kill``): the batch gathered so far is written, the exit status is 143."""
+
+    def __init__(self):
+        super().__init__(128 + signal.SIGTERM)
+
+
+_TERMINATED = threading.Event()
+
+
+@contextlib.contextmanager
+def _sigterm_stops():
+    """SIGTERM stops the run between chunks (so that the batch so far is written); a second one at once."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def terminated(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _TERMINATED.set()
+
+    _TERMINATED.clear()
+    signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _TERMINATED.clear()
+
+
+def _stop_if_terminated() -> None:
+    if _TERMINATED.is_set():
+        raise Terminated()
+
+
+# --------------------------------------------------------------------------- where the workers are
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None = None, workers: int | None = None, threads: int | None = None):
+    """A ``distributed.Client``: of the cluster at ``scheduler``, or of a ``LocalCluster`` of ``workers`` processes.
+
+    Each local worker runs one photograph at a time, with ``threads`` threads for the network.
+    """
+    import dask
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="30s")
+        except (OSError, TimeoutError) as exc:
+            raise UserError(f"--scheduler {scheduler}: cannot connect ({' '.join(str(exc).split())})") from None
+        with client:
+            yield client
+        return
+    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )  # fmt: skip
+        with cluster, Client(cluster) as client:
+            yield client

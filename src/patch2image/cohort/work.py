@@ -106,13 +106,22 @@ def segment_photograph(models: Models, settings: Settings, file: str) -> dict:
     row = {"file": file, "size": size, "mtime_ns": mtime_ns, "settings": settings.key, "content_hash": None}
     started = time.perf_counter()
     try:
-        row["content_hash"] = content_hash(file)
+        row["content_hash"] = _hash(file)
         row.update(_results(models, settings, Path(file), row["content_hash"]))
         row["status"] = "ok"
     except Exception as exc:  # one bad photograph must not stop the others
         row["status"] = describe_failure(Path(file), exc)
     row["seconds"] = round(time.perf_counter() - started, 4)
     return row | provenance(settings)
+
+
+def _hash(file: str) -> str:
+    try:
+        return content_hash(file)
+    except FileNotFoundError:
+        raise UserError(f"{file}: no such file") from None
+    except OSError as exc:
+        raise UserError(f"{file}: cannot be read ({exc.strerror or exc})") from None
 
 
 def provenance(settings: Settings) -> dict:

@@ -5,11 +5,12 @@ with no scale information (each photograph segmented at its own size), so that a
 milliseconds and the cohort machinery's own cost per photograph shows as much as it ever can.
 
 - ``--photos N... --workers W...``: for each N and W, a Dask cluster of its own (``dask scheduler`` and
-  ``dask worker --nworkers W --nthreads 1``, as on a real cluster) and ``patch2image cohort --scheduler``;
-  photographs per second (the command's own figure, from its first stat to its results table), and the
-  peak resident memory of the client, the scheduler and each worker (sampled every 0.25 s). With W = 1,
-  in the same run and alternating, ``patch2image segment --threads 1`` on the same photographs: the
-  overhead per photograph of the cohort against plain ``segment``.
+  ``dask worker --nworkers W --nthreads 1``, as on a real cluster) and ``patch2image cohort --scheduler
+  --save-masks``; photographs per second (the command's own figure, from its first stat to its results
+  table; and in the steady state, between the first and the last mask written), and the peak resident
+  memory of the client, the scheduler and each worker (sampled every 0.25 s). With W = 1, in the same run
+  and in turn, ``patch2image segment --threads 1`` on the same photographs: the overhead per photograph
+  of the cohort against plain ``segment``, both in the steady state.
 - ``--kill-and-resume N``: ``patch2image cohort --workers 2`` (a local cluster) killed outright (SIGKILL,
   its whole process group) once half the photographs are in its batches, then rerun; the rerun's table
   against an uninterrupted run's, every column but the time each photograph took.
@@ -170,6 +171,12 @@ def run(argv: list, memory: PeakMemory | None = None, name: str = "client") -> s
     return out
 
 
+def steady_rate(files: list[Path]) -> float:
+    """Photographs per second between the first and the last mask written: start-up and the end left out."""
+    times = sorted(path.stat().st_mtime for path in files)
+    return round((len(times) - 1) / (times[-1] - times[0]), 2)
+
+
 def cohort_rate(output: str) -> float:
     return float(re.search(r"\(([\d.]+) per second\)", output).group(1))
 
@@ -200,15 +207,16 @@ def throughput(work: Path, model: str, counts: list[int], workers: list[int], ro
                 peaks = memory.close()
                 record = {
                     "photos": count, "workers": w, "photos_per_second": cohort_rate(output),
+                    "steady_photos_per_second": steady_rate(list(out.glob("masks/*/*_vessels_mask.png"))),
                     "whole_command_seconds": round(time.monotonic() - started, 1), "peak_rss_mib": peaks,
                 }  # fmt: skip
                 if w == 1:  # plain segment on the same photographs, in turn
-                    seg = run([BIN / "patch2image", "segment", photos / "f*" / "*.png", "--out", work / f"seg-{count}",
-                               "--model", model, "--backend", "torch", "--precision", "fp32", "--threads", "1",
-                               "--quiet", "--overwrite"])  # fmt: skip
-                    per_photo = segment_seconds(seg)
-                    record["segment_seconds_per_photo"] = per_photo
-                    record["overhead"] = round((1 / record["photos_per_second"]) / per_photo - 1, 3)
+                    seg_out = work / f"seg-{count}-{time.time_ns()}"
+                    run([BIN / "patch2image", "segment", photos / "f*" / "*.png", "--out", seg_out, "--model", model,
+                         "--backend", "torch", "--precision", "fp32", "--threads", "1", "--quiet"])  # fmt: skip
+                    segment_rate = steady_rate(list(seg_out.glob("*_mask.png")))
+                    record["segment_steady_photos_per_second"] = segment_rate
+                    record["overhead"] = round(segment_rate / record["steady_photos_per_second"] - 1, 3)
                 print(json.dumps(record), flush=True)
                 records.append(record)
     return records

@@ -72,9 +72,10 @@ def cmd_cohort(args: argparse.Namespace) -> int:
     """0 when every photograph has its row with status ok; 1 when some failed (their rows say why)."""
     from patch2image.cohort.inputs import read_inputs
     from patch2image.cohort.progress import duration
-    from patch2image.cohort.run import Terminated, dask_client, run_cohort
+    from patch2image.cohort.run import dask_client, run_cohort
     from patch2image.cohort.store import check_inputs_are_not_outputs
     from patch2image.cohort.work import Settings, prepared
+    from patch2image.segment import Terminated
     from patch2image.weights import default_model
 
     check_arguments(args)

@@ -18,8 +18,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,14 +30,16 @@ from patch2image.cohort.progress import Progress
 from patch2image.cohort.store import Store
 from patch2image.cohort.work import Settings, provenance, segment_chunk
 from patch2image.errors import UserError
+from patch2image.segment import _sigterm_raises_terminated, _stop_if_terminated
 
-CHUNK = 4
+CHUNK = 8
 """Photographs per task: enough to make Dask's cost per task (a few ms) small beside a photograph's."""
 BATCH_ROWS = 500
 BATCH_SECONDS = 60.0
 """A batch is written when it holds this many rows, or when its first row is this old."""
-IN_FLIGHT_PER_THREAD = 2
-"""Chunks submitted per worker thread: one running, one waiting, so that no worker waits on the client."""
+IN_FLIGHT_PER_THREAD = 4
+"""Chunks submitted per worker thread: one running and some waiting, so that no worker waits for the client to
+hear of a finished chunk and send the next (several hops through the scheduler on a busy machine)."""
 ALLOWED_FAILURES = 3
 """How many workers may die running a chunk before it is given up (Dask's own default)."""
 
@@ -86,7 +86,7 @@ def run_cohort(
     progress = Progress(len(todo), len(unique) - len(todo), quiet=not show_progress)
     batches = _Batches(store, batch_rows, batch_seconds)
     try:
-        with _sigterm_stops():
+        with _sigterm_raises_terminated():  # SIGTERM stops between chunks, after the batch so far is written
             _stream(client, settings, todo, states, chunk, work, batches, progress, on_rows)
     finally:
         batches.flush()
@@ -107,7 +107,7 @@ def _stream(client, settings, todo, states, chunk, work, batches, progress, on_r
 
     pending = _chunks(todo, chunk)
     retry: list[list[str]] = []  # chunks of one photograph, after their chunk ran out of workers
-    running = as_completed()
+    running = as_completed(with_results=True, raise_errors=False)  # results fetched in the background
     chunk_files: dict[str, list[str]] = {}  # future's key -> its photographs
     limit = _in_flight_limit(client)
     checked = time.monotonic()
@@ -123,11 +123,15 @@ def _stream(client, settings, todo, states, chunk, work, batches, progress, on_r
             running.add(future)
 
     submit_more()
-    for future in running:
+    for future, result in running:
         _stop_if_terminated()
         files = chunk_files.pop(future.key)
         try:
-            rows = future.result()
+            if future.status == "error":
+                raise result[1]  # as_completed gives (type, exception, traceback)
+            if future.status == "cancelled":
+                raise UserError("the Dask cluster cancelled the work (restarted, or closed); rerun to go on")
+            rows = result
         except KilledWorker:
             if len(files) > 1:
                 retry.extend([file] for file in files)
@@ -183,44 +187,6 @@ class _Batches:
     def flush(self) -> None:
         rows, self.pending = self.pending, []
         self.store.write_batch(rows)
-
-
-# --------------------------------------------------------------------------- stopping
-
-
-class Terminated(SystemExit):
-    """SIGTERM (a cluster's time limit, ``kill``): the batch gathered so far is written, the exit status is 143."""
-
-    def __init__(self):
-        super().__init__(128 + signal.SIGTERM)
-
-
-_TERMINATED = threading.Event()
-
-
-@contextlib.contextmanager
-def _sigterm_stops():
-    """SIGTERM stops the run between chunks (so that the batch so far is written); a second one at once."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
-        yield
-        return
-
-    def terminated(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        _TERMINATED.set()
-
-    _TERMINATED.clear()
-    signal.signal(signal.SIGTERM, terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        _TERMINATED.clear()
-
-
-def _stop_if_terminated() -> None:
-    if _TERMINATED.is_set():
-        raise Terminated()
 
 
 # --------------------------------------------------------------------------- where the workers are

@@ -481,7 +481,13 @@ class Segmenter:
         self.preprocessing = preprocessing_from(self.metadata.preprocessing)
 
     def __call__(self, rgb) -> np.ndarray:
-        """(H, W, 3) uint8 RGB, or an image file's path -> (H, W) float32 probabilities at its size."""
+        """(H, W, 3) uint8 RGB, or an image file's path -> (H, W) float32 probabilities at its size.
+
+        The probabilities are a :class:`patch2image.fundus_check.Probabilities` array: ``.looks_like_fundus``
+        is False, and ``.fundus.warning`` says why, when the photograph does not look like a fundus photograph.
+        """
+        from patch2image.fundus_check import check_photograph, with_check
+
         if isinstance(rgb, str | Path):
             from patch2image.data import read_image
 
@@ -489,7 +495,7 @@ class Segmenter:
         rgb = np.asarray(rgb)
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise UserError(f"expected an RGB image of shape (H, W, 3) and dtype uint8, got {rgb.shape} {rgb.dtype}")
-        return self.finish(self.predict(self.prepare(rgb)), rgb.shape[:2])
+        return with_check(self.finish(self.predict(self.prepare(rgb)), rgb.shape[:2]), check_photograph(rgb))
 
     @property
     def threshold(self) -> float:

@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from patch2image.atomic_files import atomic_write
 from patch2image.cohort.inputs import PATH_COLUMN
 from patch2image.errors import UserError
-from patch2image.files import atomic_write
 
 PARTS = "parts"
 RESULTS = "results.parquet"
@@ -26,7 +26,7 @@ INTERNAL = ("file", "size", "mtime_ns", "settings", "written")
 """Columns of the batches that say which file state and settings a row is for; not in the results table."""
 LOOKUP = ("file", "size", "mtime_ns", "settings", "status")
 FIRST = (
-    "status", "content_hash", "model", "disc_model", "software_version", "seconds", "height", "width",
+    "status", "fundus_warning", "content_hash", "model", "disc_model", "software_version", "seconds", "height", "width",
     "working_height", "working_width", "scale", "fov_pixels", "vessel_pixels",
     "disc_centre_x", "disc_centre_y", "disc_diameter", "vessels_prob", "vessels_mask", "disc_prob", "disc_mask",
 )  # fmt: skip

@@ -132,17 +132,20 @@ def provenance(settings: Settings) -> dict:
 
 
 def _results(models, settings, path: Path, content: str) -> dict:
+    from patch2image.fundus_check import check_photograph
     from patch2image.inference import Segmenter
     from patch2image.segment import disc_measurement, post_process, prepare_file
 
     vessels = models.vessels
     rgb, fov, network_input = prepare_file(path, vessels.segmenter)
+    warning = check_photograph(rgb, fov).warning  # what segment warns of: not like a fundus photograph
     full = Segmenter.finish(vessels.segmenter.predict(network_input), rgb.shape[:2])
     prob, mask = post_process(full, rgb, vessels.outputs, fov)
     height, width = rgb.shape[:2]
     working_height, working_width = network_input.shape[-2:]
     row = {
-        "height": height, "width": width, "working_height": int(working_height), "working_width": int(working_width),
+        "fundus_warning": warning or None, "height": height, "width": width,
+        "working_height": int(working_height), "working_width": int(working_width),
         "scale": round(working_width / width, 4), "fov_pixels": int(fov.sum()), "vessel_pixels": int(mask.sum()),
     }  # fmt: skip
     key = photograph_key(content, settings.key)

@@ -14,6 +14,10 @@ milliseconds and the cohort machinery's own cost per photograph shows as much as
 - ``--kill-and-resume N``: ``patch2image cohort --workers 2`` (a local cluster) killed outright (SIGKILL,
   its whole process group) once half the photographs are in its batches, then rerun; the rerun's table
   against an uninterrupted run's, every column but the time each photograph took.
+- ``--drive-overhead``: the 20 DRIVE test photographs with ``drive-light`` (PyTorch, float32), ``patch2image cohort
+  --workers 1 --save-masks`` (a local cluster: one worker, the network on all cores) and ``patch2image
+  segment`` (the network on all cores), in turn, ``--rounds`` times: the overhead per photograph at the
+  size the issue is about, in the steady state.
 - ``--cost``: ``patch2image segment`` with the default model on DRIVE-sized (DRIVE test) and
   12-megapixel (IDRiD test) photographs: seconds per photograph, from which the paper estimate for
   100,000 photographs on 10 and 100 workers.
@@ -264,6 +268,25 @@ def kill_and_resume(work: Path, model: str, count: int) -> dict:
     return record
 
 
+DRIVE_MODEL = ["--model", "drive-light", "--backend", "torch", "--precision", "fp32", "--quiet"]
+
+
+def drive_overhead(work: Path, rounds: int) -> dict:
+    photos = sorted(DRIVE_TEST.glob("*.tif"))
+    runs = []
+    for round_ in range(rounds):
+        out = work / f"drive-cohort-{round_}"
+        run([BIN / "patch2image", "cohort", DRIVE_TEST, "--out", out, "--workers", "1", "--save-masks", *DRIVE_MODEL])
+        cohort = steady_rate(list(out.glob("masks/*/*_vessels_mask.png")))
+        seg_out = work / f"drive-segment-{round_}"
+        run([BIN / "patch2image", "segment", *photos, "--out", seg_out, *DRIVE_MODEL])
+        segment = steady_rate(list(seg_out.glob("*_mask.png")))
+        runs.append({"cohort_photos_per_second": cohort, "segment_photos_per_second": segment,
+                     "overhead": round(segment / cohort - 1, 3)})  # fmt: skip
+        print(json.dumps(runs[-1]), flush=True)
+    return {"photos": len(photos), "runs": runs}
+
+
 def cost(work: Path) -> dict:
     """Seconds per photograph of ``segment`` with the default model, DRIVE-sized and 12-megapixel."""
     sets = {"drive": sorted(DRIVE_TEST.glob("*.tif"))[:3], "twelve_megapixel": sorted(IDRID_TEST.glob("*.jpg"))[:2]}
@@ -291,6 +314,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--kill-and-resume", type=int, metavar="N", help="kill a run of N photographs and resume it")
+    parser.add_argument("--drive-overhead", action="store_true", help="cohort against segment on DRIVE's test set")
     parser.add_argument("--cost", action="store_true", help="segment's seconds per DRIVE and 12 MP photograph")
     parser.add_argument("--work", help="folder for photographs and outputs (default: a temporary one)")
     args = parser.parse_args()
@@ -306,6 +330,8 @@ def main() -> None:
         if args.kill_and_resume:
             record["kill_and_resume"] = {"machine": machine(), "command": command,
                                          **kill_and_resume(work, model, args.kill_and_resume)}  # fmt: skip
+        if args.drive_overhead:
+            record["drive_overhead"] = {"machine": machine(), "command": command, **drive_overhead(work, args.rounds)}
         if args.cost:
             record["cost"] = {"machine": machine(), "command": command, **cost(work)}
     JSON_OUT.parent.mkdir(parents=True, exist_ok=True)

@@ -4,11 +4,13 @@ One local cluster of two worker processes serves the module; the command killed 
 process of its own, with a cluster of its own.
 """
 
+import importlib.util
 import os
 import signal
 import subprocess
 import sys
 import time
+import types
 from io import StringIO
 from pathlib import Path
 
@@ -90,7 +92,7 @@ def client():
     from distributed import Client, LocalCluster
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
             with Client(cluster) as client:
                 yield client
 
@@ -243,6 +245,54 @@ def test_progress_lines_off_a_terminal():
     progress.update(4, failed=1)
     line = stream.getvalue().strip()
     assert line.startswith("cohort: 4 of 10 photographs done (1 failed)") and "per second" in line
+
+
+def test_measure_gives_the_masks_and_the_scale_to_the_measurements(monkeypatch):
+    from patch2image.cohort.work import measurement_columns, measurements
+
+    seen = {}
+
+    def measure_masks(vessels, fov, disc=None, *, microns_per_pixel=None, fov_degrees=None):
+        seen.update(vessels=vessels, fov=fov, disc=disc, microns_per_pixel=microns_per_pixel, fov_degrees=fov_degrees)
+        return {"vessel_density": np.float32(0.5), "branch_points": np.int64(3), "tortuosity": float("nan")}
+
+    fake = types.ModuleType("patch2image.measure")
+    fake.COLUMNS, fake.measure_masks = ("vessel_density", "branch_points", "tortuosity"), measure_masks
+    monkeypatch.setitem(sys.modules, "patch2image.measure", fake)
+    vessels, fov = np.eye(8, dtype=bool), np.ones((8, 8), bool)
+    assert measurement_columns() == fake.COLUMNS
+    row = measurements(vessels, fov, None, 7.5, None)
+    assert row == {"vessel_density": 0.5, "branch_points": 3.0, "tortuosity": None}  # one type per column
+    assert seen["vessels"] is vessels and seen["fov"] is fov and seen["disc"] is None
+    assert (seen["microns_per_pixel"], seen["fov_degrees"]) == (7.5, None)
+
+
+def test_measured_rows_equal_the_measurements_of_segments_masks(model, photos, client, tmp_path):
+    measure = pytest.importorskip("patch2image.measure")
+    from patch2image.data import field_of_view_mask, read_image
+
+    inputs = read_inputs(str(photos / "site0" / "p01*.png"))
+    settings = settings_for(model, tmp_path, measure=True, save_masks=True, fov_degrees=45.0)
+    run_cohort(inputs, tmp_path, settings, client)
+    rows = pq.read_table(tmp_path / "results.parquet").to_pylist()
+    assert rows and all(row["status"] == "ok" for row in rows)
+    for row in rows:
+        vessels = np.asarray(Image.open(tmp_path / row["vessels_mask"])) > 0
+        expected = measure.measure_masks(vessels, field_of_view_mask(read_image(row["path"])), None, fov_degrees=45.0)
+        for name in measure.COLUMNS:
+            value = expected[name]
+            if value is None or (isinstance(value, float) and np.isnan(value)):
+                assert row[name] is None, name
+            else:
+                assert row[name] == pytest.approx(float(value)), name
+
+
+@pytest.mark.skipif(importlib.util.find_spec("patch2image.measure") is not None, reason="this installation measures")
+def test_measure_without_the_measurements_is_one_line(model, tmp_path, capsys):
+    Image.fromarray(fundus(48, 0)).save(tmp_path / "a.png")
+    assert cli.main(["cohort", str(tmp_path), "--out", str(tmp_path / "out"), "--model", model, "--measure"]) == 2
+    err = capsys.readouterr().err
+    assert "--measure" in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_photograph_that_kills_every_worker_fails_with_the_reason(model, photos, client, tmp_path):

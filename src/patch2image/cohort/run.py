@@ -211,7 +211,7 @@ def dask_client(scheduler: str | None = None, workers: int | None = None, thread
         return
     with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
         cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
             silence_logs=logging.ERROR,
         )  # fmt: skip
         with cluster, Client(cluster) as client:

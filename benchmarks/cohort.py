@@ -22,7 +22,8 @@ milliseconds and the cohort machinery's own cost per photograph shows as much as
   12-megapixel (IDRiD test) photographs: seconds per photograph, from which the paper estimate for
   100,000 photographs on 10 and 100 workers.
 
-It writes ``benchmarks/results/cohort.json`` (each stage adds its figures) and prints them.
+It writes ``benchmarks/results/cohort.json`` (each stage replaces its own figures; a throughput run replaces
+the earlier ones of the same cohort sizes) and prints them.
 
     nice -n 5 .venv/bin/python benchmarks/cohort.py --photos 1000 --workers 1 2 --cost
     nice -n 5 .venv/bin/python benchmarks/cohort.py --kill-and-resume 10000
@@ -326,7 +327,8 @@ def main() -> None:
         command = " ".join(["nice -n 5 .venv/bin/python benchmarks/cohort.py", *sys.argv[1:]])
         if args.photos:
             runs = throughput(work, model, args.photos, args.workers, args.rounds)
-            record["throughput"] = {"machine": machine(), "command": command, "runs": runs}
+            earlier = [r for r in record.get("throughput", []) if {p["photos"] for p in r["runs"]} - set(args.photos)]
+            record["throughput"] = [*earlier, {"machine": machine(), "command": command, "runs": runs}]
         if args.kill_and_resume:
             record["kill_and_resume"] = {"machine": machine(), "command": command,
                                          **kill_and_resume(work, model, args.kill_and_resume)}  # fmt: skip

@@ -198,6 +198,25 @@ def test_a_command_killed_outright_resumes_to_the_same_table(uninterrupted, mode
     assert comparable(pq.read_table(out / "results.parquet")) == comparable(uninterrupted[2])
 
 
+def test_optic_disc_rows_equal_segments_disc_table(model, photos, client, tmp_path):
+    disc = tmp_path / "disc.safetensors"
+    torch.manual_seed(1)
+    metadata = {"network": "light", "task": "optic_disc", "threshold": 1e-9,
+                "preprocessing": {"order": "clahe-gamma", "gamma": 1.7, "clahe": "opencv"}}  # fmt: skip
+    save_weights(disc, create_network("light"), metadata)
+    inputs = read_inputs(str(photos / "site1" / "p01*.png"))
+    run_cohort(inputs, tmp_path / "out", settings_for(model, tmp_path / "out", disc_model=str(disc)), client)
+    rows = pq.read_table(tmp_path / "out" / "results.parquet").to_pylist()
+    argv = ["segment", *(r["path"] for r in rows), "--model", str(disc), "--backend", "torch", "--precision", "fp32"]
+    assert cli.main([*argv, "--out", str(tmp_path / "segmented"), "--quiet"]) == 0
+    table = (tmp_path / "segmented" / "optic_disc.csv").read_text().splitlines()[1:]
+    expected = {line.split(",")[0]: [float(v) for v in line.split(",")[1:]] for line in table}
+    assert len(rows) == len(expected) == 5
+    for row in rows:
+        found = [row[f"optic_disc_{name}"] for name in ("centre_x", "centre_y", "diameter")]
+        assert found == expected[Path(row["path"]).name] and row["disc_model"] == str(disc)
+
+
 def test_manifest_ids_are_carried_and_changed_settings_are_new_keys(model, photos, client, tmp_path):
     manifest = tmp_path / "manifest.csv"
     names = [*sorted((photos / "site0").iterdir())[:6], tmp_path / "missing.png"]

@@ -28,7 +28,8 @@ LOOKUP = ("file", "size", "mtime_ns", "settings", "status")
 FIRST = (
     "status", "fundus_warning", "content_hash", "model", "disc_model", "software_version", "seconds", "height", "width",
     "working_height", "working_width", "scale", "fov_pixels", "vessel_pixels",
-    "disc_centre_x", "disc_centre_y", "disc_diameter", "vessels_prob", "vessels_mask", "disc_prob", "disc_mask",
+    "optic_disc_centre_x", "optic_disc_centre_y", "optic_disc_diameter",
+    "vessels_prob", "vessels_mask", "disc_prob", "disc_mask",
 )  # fmt: skip
 """The results table's columns after the input's, in this order; the measurements follow, in theirs."""
 

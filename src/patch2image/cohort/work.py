@@ -157,7 +157,8 @@ def _results(models, settings, path: Path, content: str) -> dict:
         disc_full = Segmenter.finish(disc.segmenter.predict(disc.segmenter.prepare(rgb, fov)), rgb.shape[:2])
         disc_prob, disc_mask = post_process(disc_full, rgb, disc.outputs, fov)
         found = disc_measurement(disc_mask)
-        row.update({f"disc_{name}": (None if value == "" else value) for name, value in found.items()})
+        # optic_disc_*: not the measurements' disc_* columns, which come from the same mask by their own rule
+        row.update({f"optic_disc_{name}": (None if value == "" else value) for name, value in found.items()})
         if settings.save_masks:
             row.update(_write_masks(settings.out_dir, key, "disc", disc_prob, disc_mask))
     if settings.measure:

@@ -22,7 +22,8 @@ from torch import nn
 
 from patch2image.atomic_files import atomic_write
 from patch2image.errors import UserError
-from patch2image.networks import create_network
+from patch2image.networks import create_network, with_input_channels
+from patch2image.preprocessing import preprocessing_from
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 METADATA_KEY = "patch2image"
@@ -46,8 +47,8 @@ class WeightsMetadata:
     """
 
     network: str | None = None  # a registered name, or a user's module:Class
-    network_args: dict = field(default_factory=dict)  # keyword arguments of the network's constructor;
-    # in_channels only for colour input (a file without it holds a one-channel network)
+    network_args: dict = field(default_factory=dict)  # keyword arguments of the network's constructor but
+    # in_channels, which the pre-processing gives (:attr:`network_arguments`; files of before may hold it too)
     size_divisor: int = 4  # the input sides must be multiples of it
     task: str = "vessels"  # or optic_disc
     input_size: list[int] | None = None  # (height, width) the training images were resized to
@@ -66,6 +67,11 @@ class WeightsMetadata:
     extra: dict = field(default_factory=dict)  # anything else: a shipped model's configuration, wall times
     software: str = field(default_factory=_software_version)
     schema: int = SCHEMA
+
+    @property
+    def network_arguments(self) -> dict:
+        """The network constructor's arguments, ``in_channels`` derived from ``preprocessing``."""
+        return with_input_channels(self.network_args, preprocessing_from(self.preprocessing).channels)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -193,7 +199,7 @@ def load_model(name_or_path: str | Path, network: str | None = None) -> tuple[nn
             f"{path}: the metadata names the user network {network_name!r}; pass --network {network_name} to import it"
         )
     try:
-        model = create_network(network_name, **metadata.network_args)
+        model = create_network(network_name, **metadata.network_arguments)
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
     load_state(model, tensors, f"{path}")

@@ -4,8 +4,20 @@ From a folder, a glob pattern or a manifest to one results table (``results.parq
 photograph; a rerun does only what is missing. See ``docs/cohort.md``.
 """
 
-from patch2image.cohort.inputs import read_inputs
-from patch2image.cohort.run import Summary, dask_client, run_cohort
-from patch2image.cohort.work import Settings
+import importlib
 
-__all__ = ["Settings", "Summary", "dask_client", "read_inputs", "run_cohort"]
+_PUBLIC = {
+    "Settings": "patch2image.cohort.work",
+    "Summary": "patch2image.cohort.run",
+    "dask_client": "patch2image.cohort.run",
+    "read_inputs": "patch2image.cohort.inputs",
+    "run_cohort": "patch2image.cohort.run",
+}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    # Imported when first used: the command line builds its parser without loading Dask, pyarrow or torch.
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,7 +9,7 @@ from patch2image.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from patch2image.cohort.run import BATCH_ROWS, BATCH_SECONDS
+    from patch2image.cohort.batches import BATCH_ROWS, BATCH_SECONDS
     from patch2image.runtime.backends import CHOICES, PRECISION_CHOICES
 
     parser.add_argument(

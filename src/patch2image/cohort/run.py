@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from patch2image.cohort.batches import BATCH_ROWS, BATCH_SECONDS, Batches
 from patch2image.cohort.inputs import PATH_COLUMN
 from patch2image.cohort.keys import file_state
 from patch2image.cohort.progress import Progress
@@ -34,12 +35,11 @@ from patch2image.segment import _sigterm_raises_terminated, _stop_if_terminated
 
 CHUNK = 8
 """Photographs per task: enough to make Dask's cost per task (a few ms) small beside a photograph's."""
-BATCH_ROWS = 500
-BATCH_SECONDS = 60.0
-"""A batch is written when it holds this many rows, or when its first row is this old."""
 IN_FLIGHT_PER_THREAD = 4
 """Chunks submitted per worker thread: one running and some waiting, so that no worker waits for the client to
 hear of a finished chunk and send the next (several hops through the scheduler on a busy machine)."""
+LOST_TRIES = 3
+"""How many times a chunk lost otherwise than with its worker (a result gone before it was fetched) is sent again."""
 ALLOWED_FAILURES = 3
 """How many workers may die running a chunk before it is given up (Dask's own default)."""
 
@@ -84,7 +84,7 @@ def run_cohort(
     finished = store.finished(settings.key, retry_failed)
     todo = [file for file in unique if (file, *states[file]) not in finished]
     progress = Progress(len(todo), len(unique) - len(todo), quiet=not show_progress)
-    batches = _Batches(store, batch_rows, batch_seconds)
+    batches = Batches(store, batch_rows, batch_seconds)
     try:
         with _sigterm_raises_terminated():  # SIGTERM stops between chunks, after the batch so far is written
             _stream(client, settings, todo, states, chunk, work, batches, progress, on_rows)
@@ -106,44 +106,45 @@ def _stream(client, settings, todo, states, chunk, work, batches, progress, on_r
     from distributed import KilledWorker, as_completed
 
     pending = _chunks(todo, chunk)
-    retry: list[list[str]] = []  # chunks of one photograph, after their chunk ran out of workers
+    again: list[tuple[list[str], int]] = []  # (photographs, earlier tries): split or lost chunks to submit first
     running = as_completed(with_results=True, raise_errors=False)  # results fetched in the background
-    chunk_files: dict[str, list[str]] = {}  # future's key -> its photographs
+    submitted: dict[str, tuple[list[str], int]] = {}  # future's key -> (its photographs, earlier tries)
     limit = _in_flight_limit(client)
     checked = time.monotonic()
     total = 0
 
     def submit_more() -> None:
         while running.count() < limit:
-            files = retry.pop() if retry else next(pending, None)
+            files, tries = again.pop() if again else (next(pending, None), 0)
             if files is None:
                 return
             future = client.submit(work, settings, files, pure=False, retries=0)
-            chunk_files[future.key] = files
+            submitted[future.key] = (files, tries)
             running.add(future)
 
     submit_more()
     for future, result in running:
         _stop_if_terminated()
-        files = chunk_files.pop(future.key)
-        try:
-            if future.status == "error":
-                raise result[1]  # as_completed gives (type, exception, traceback)
-            if future.status == "cancelled":
-                raise UserError("the Dask cluster cancelled the work (restarted, or closed); rerun to go on")
+        if future.key not in submitted:  # heard of twice (its result was lost with a worker, and made again)
+            continue
+        files, tries = submitted.pop(future.key)
+        status = future.status
+        future.release()
+        error = result[1] if status == "error" else None  # as_completed gives (type, exception, traceback)
+        rows = []
+        if status == "finished":
             rows = result
-        except KilledWorker:
-            if len(files) > 1:
-                retry.extend([file] for file in files)
-                rows = []
-            else:
-                rows = [_killer_row(files[0], states, settings)]
-        except UserError:
-            raise
-        except Exception as exc:
-            raise UserError(f"a worker failed on {files[0]}: {type(exc).__name__}: {exc}") from exc
-        finally:
-            future.release()
+        elif isinstance(error, KilledWorker) and len(files) > 1:
+            again.extend(([file], 0) for file in files)  # one at a time, to find the photograph that kills
+        elif isinstance(error, KilledWorker):
+            rows = [_killer_row(files[0], states, settings)]
+        elif isinstance(error, UserError):
+            raise error  # the models cannot load there: every chunk would fail alike
+        elif tries < LOST_TRIES:  # lost on the way (a worker gone while its result was fetched, a cancel)
+            again.append((files, tries + 1))
+        else:
+            reason = f"{type(error).__name__}: {error}" if error is not None else f"the chunk was {status}"
+            raise UserError(f"the Dask cluster failed {LOST_TRIES + 1} times on {files[0]} ({reason})")
         batches.add(rows)
         total += len(rows)
         progress.update(len(rows), sum(1 for row in rows if row["status"] != "ok"))
@@ -167,26 +168,6 @@ def _killer_row(file: str, states: dict, settings: Settings) -> dict:
     )
     row = {"file": file, "size": size, "mtime_ns": mtime_ns, "settings": settings.key, "content_hash": None}
     return row | {"status": reason, "seconds": None} | provenance(settings)
-
-
-class _Batches:
-    """Rows gathered until a batch is full or old, then written as one file."""
-
-    def __init__(self, store: Store, rows: int, seconds: float):
-        self.store, self.rows, self.seconds = store, rows, seconds
-        self.pending: list[dict] = []
-        self.since = time.monotonic()
-
-    def add(self, rows: list[dict]) -> None:
-        if not self.pending:
-            self.since = time.monotonic()
-        self.pending.extend(rows)
-        if len(self.pending) >= self.rows or time.monotonic() - self.since >= self.seconds:
-            self.flush()
-
-    def flush(self) -> None:
-        rows, self.pending = self.pending, []
-        self.store.write_batch(rows)
 
 
 # --------------------------------------------------------------------------- where the workers are

@@ -1,8 +1,8 @@
 """What a worker does with a chunk of photographs: segment, measure, write masks, return one row each.
 
-The segmentation is ``patch2image segment``'s own (:func:`patch2image.segment.prepare_file`, the
-Segmenter, :func:`patch2image.segment.post_process`), so a cohort's masks are the files ``segment``
-writes for the same photographs, byte for byte. Each worker process loads the models once, on its first
+The segmentation is ``patch2image segment``'s own (``load_segmenter``, :func:`patch2image.segment.prepare_file`
+and the Segmenter's post-processing), so a cohort's masks are the files ``segment`` writes for the same
+photographs, byte for byte. Each worker process loads the models once, on its first
 chunk, and keeps them (:func:`loaded_models`); a chunk carries only file names there and small rows back,
 so the scheduler never holds an image.
 """
@@ -47,8 +47,8 @@ class Settings:
 
 @dataclasses.dataclass
 class _Model:
-    segmenter: object
-    outputs: object
+    segmenter: object  # a patch2image.inference.Segmenter, with its post-processing
+    threshold: float | None  # None: the model's own
 
 
 @dataclasses.dataclass
@@ -76,21 +76,17 @@ def loaded_models(settings: Settings) -> Models:
 
 
 def _load(name: str, settings: Settings, task: str) -> _Model:
-    """A model, its Segmenter and its post-processing, as ``segment`` builds them from the same options."""
-    from patch2image.inference import Segmenter
-    from patch2image.segment import Outputs, load_segmentation_model
+    """A model's Segmenter, loaded as ``segment`` loads it from the same options."""
+    from patch2image.inference import load_segmenter
 
-    model, metadata, _ = load_segmentation_model(
-        name, settings.backend, settings.threads, precision=settings.precision, announce=lambda line: None
-    )
-    if metadata.task != task:
+    segmenter = load_segmenter(
+        name, backend=settings.backend, precision=settings.precision, threads=settings.threads,
+        announce=lambda line: None, tta=settings.tta, inside_fov=settings.inside_fov,
+    )  # fmt: skip
+    if segmenter.metadata.task != task:
         option = "--model" if task == "vessels" else "--disc-model"
-        raise UserError(f"{option} {name}: a {metadata.task} model, where a {task} model is needed")
-    precision = "fp32" if settings.precision == "auto" else settings.precision
-    segmenter = Segmenter(model, metadata, tta=settings.tta, precision=precision)
-    threshold = settings.threshold if settings.threshold is not None and task == "vessels" else metadata.threshold
-    outputs = Outputs(threshold=threshold, task=task, inside_fov=settings.inside_fov)
-    return _Model(segmenter, outputs)
+        raise UserError(f"{option} {name}: a {segmenter.metadata.task} model, where a {task} model is needed")
+    return _Model(segmenter, settings.threshold if task == "vessels" else None)
 
 
 def segment_chunk(settings: Settings, files: list[str]) -> list[dict]:
@@ -133,19 +129,18 @@ def provenance(settings: Settings) -> dict:
 
 def _results(models, settings, path: Path, content: str) -> dict:
     from patch2image.fundus_check import check_photograph
-    from patch2image.inference import Segmenter
-    from patch2image.segment import disc_measurement, post_process, prepare_file
+    from patch2image.postprocessing import disc_measurement
+    from patch2image.segment import prepare_file
 
-    vessels = models.vessels
-    rgb, fov, network_input = prepare_file(path, vessels.segmenter)
-    warning = check_photograph(rgb, fov).warning  # what segment warns of: not like a fundus photograph
-    full = Segmenter.finish(vessels.segmenter.predict(network_input), rgb.shape[:2])
-    prob, mask = post_process(full, rgb, vessels.outputs, fov)
+    vessels = models.vessels.segmenter
+    rgb, fov, network_input = prepare_file(path, vessels)
+    prob = vessels.finish(vessels.predict(network_input), fov)
+    mask = vessels.mask_of(prob, models.vessels.threshold)
     height, width = rgb.shape[:2]
     working_height, working_width = network_input.shape[-2:]
     row = {
-        "fundus_warning": warning or None, "height": height, "width": width,
-        "working_height": int(working_height), "working_width": int(working_width),
+        "fundus_warning": check_photograph(rgb, fov).warning or None,  # what segment warns of
+        "height": height, "width": width, "working_height": int(working_height), "working_width": int(working_width),
         "scale": round(working_width / width, 4), "fov_pixels": int(fov.sum()), "vessel_pixels": int(mask.sum()),
     }  # fmt: skip
     key = photograph_key(content, settings.key)
@@ -153,9 +148,9 @@ def _results(models, settings, path: Path, content: str) -> dict:
         row.update(_write_masks(settings.out_dir, key, "vessels", prob, mask))
     disc_mask = None
     if models.disc is not None:
-        disc = models.disc
-        disc_full = Segmenter.finish(disc.segmenter.predict(disc.segmenter.prepare(rgb, fov)), rgb.shape[:2])
-        disc_prob, disc_mask = post_process(disc_full, rgb, disc.outputs, fov)
+        disc = models.disc.segmenter
+        disc_prob = disc.finish(disc.predict(disc.prepare(rgb, fov)), fov)
+        disc_mask = disc.mask_of(disc_prob, models.disc.threshold)
         found = disc_measurement(disc_mask)
         # optic_disc_*: not the measurements' disc_* columns, which come from the same mask by their own rule
         row.update({f"optic_disc_{name}": (None if value == "" else value) for name, value in found.items()})
@@ -180,7 +175,7 @@ def mask_path(key: str, what: str, kind: str) -> str:
 
 def _write_masks(out_dir: str, key: str, what: str, prob: np.ndarray, mask: np.ndarray) -> dict:
     from patch2image.data.io import write_png
-    from patch2image.segment import probability_png
+    from patch2image.postprocessing import probability_png
 
     paths = {kind: mask_path(key, what, kind) for kind in ("prob", "mask")}
     write_png(Path(out_dir) / paths["prob"], probability_png(prob))

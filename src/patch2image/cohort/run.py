@@ -190,7 +190,10 @@ def dask_client(scheduler: str | None = None, workers: int | None = None, thread
         with client:
             yield client
         return
-    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+    # Saturation 1: a worker holds only the chunks it is running, so that when it dies only those are
+    # suspected (and, one photograph at a time, only the photograph that killed it is marked failed).
+    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+                          "distributed.scheduler.worker-saturation": 1.0}):  # fmt: skip
         cluster = LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
             silence_logs=logging.ERROR,

@@ -600,6 +600,15 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("--quiet", action="store_true", help="no progress bar")
     measure.set_defaults(run=cmd_measure)
 
+    from patch2image.cohort.command import add_arguments as add_cohort_arguments
+    from patch2image.cohort.command import cmd_cohort
+
+    cohort = commands.add_parser(
+        "cohort", help="segment and measure a whole cohort on Dask, resumably, into one results table"
+    )
+    add_cohort_arguments(cohort)
+    cohort.set_defaults(run=cmd_cohort)
+
     from patch2image.runtime.export import MIN_OPSET, OPSET
 
     export = commands.add_parser("export", help="export a model as ONNX with dynamic height and width")

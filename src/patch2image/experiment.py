@@ -32,7 +32,7 @@ from patch2image.evaluation import SECOND_OBSERVER, evaluate_cases, read_run_met
 from patch2image.files import read_json, read_yaml, write_text
 from patch2image.inference import predict_image, predict_patches
 from patch2image.metrics import best_dice_threshold
-from patch2image.networks import count_parameters, create_network, size_divisor
+from patch2image.networks import count_parameters, create_network, planned_network, size_divisor
 from patch2image.patch_database import patch_database
 from patch2image.preprocessing import resize, resize_label, round_to_multiple
 from patch2image.training import distributed
@@ -77,6 +77,7 @@ def run_experiment(
     """
     out = Path(out_dir)
     device = resolve_device(device)
+    planned_network(config.network, **config.network_arguments)  # refused before it runs or anything is written
     distributed.init_from_environment(device)
     stored_config = _check_run_dir(config, out, resume)
     run = Run(config, out, device, quiet, *prepare_data(config, out))

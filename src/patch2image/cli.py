@@ -361,7 +361,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
     done = len(files) - (failed - len(problems))
     choosing = getattr(model, "measuring_seconds", 0.0)  # auto's one-time measurement is not a segmentation
     seconds = (time.perf_counter() - started - choosing) / max(1, len(files))
-    once = f"; {choosing:.1f} s more to choose the backend, once on this machine" if choosing >= 0.05 else ""
+    again = (
+        "once on this machine" if getattr(model, "remembered", True) else "again next run: the cache is not writable"
+    )
+    once = f"; {choosing:.1f} s more to choose the backend, {again}" if choosing >= 0.05 else ""
     print(
         f"segmented {done} of {len(files)} images into {out} "
         f"({getattr(model, 'description', backend)}, {args.mode} mode, {seconds:.2f} s per image{once})"

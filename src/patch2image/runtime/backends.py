@@ -99,7 +99,8 @@ def load_backend(
     slow = set() if source.exported() else {n for n in factories if not n.startswith("torch")}
     metadata = source.metadata()
     choosing = "backend auto" if backend == "auto" else f"{backend}, precision auto"
-    return AutoModel(factories, metadata, precision, threads, announce, slow, choosing), metadata, backend
+    auto = AutoModel(factories, metadata, precision, threads, announce, slow, choosing, source.name)
+    return auto, metadata, backend
 
 
 class _OnnxFile:
@@ -111,15 +112,16 @@ class _OnnxFile:
         from patch2image.runtime.export import read_onnx
 
         self.data, self.name = read_onnx(path)
+        self.path = path
         self.threads = threads
 
     def build(self, backend: str, precision: str, raw: bool = False, layout: str = "channels_last"):
         from patch2image.runtime.export import OnnxModel
         from patch2image.runtime.openvino_model import OpenVinoModel
 
-        if backend == "onnxruntime":
-            return OnnxModel(self.data, self.threads)
-        return OpenVinoModel(self.data, self.threads, precision)
+        if backend == "onnxruntime":  # by path: the runners' messages name the file
+            return OnnxModel(self.path, self.threads)
+        return OpenVinoModel(self.path, self.threads, precision)
 
     def metadata(self):
         from patch2image.runtime.export import onnx_metadata
@@ -139,6 +141,7 @@ class _Weights:
         from patch2image.weights import load_model, resolve_weights
 
         self.path = resolve_weights(name_or_path)
+        self.name = str(self.path)
         self.model, self._metadata = load_model(self.path, network)
         self.threads = threads
 
@@ -178,8 +181,8 @@ class _Weights:
 
     def exported(self) -> bool:
         """Whether the ONNX export is in the cache folder already (so onnxruntime and OpenVINO start fast)."""
-        from patch2image.runtime.cache import cache_dir
+        from patch2image.runtime.cache import is_cached
         from patch2image.runtime.export import onnx_cache_name
 
         name = onnx_cache_name(self.model, self._metadata, self.path)
-        return name is not None and (cache_dir() / name).is_file()
+        return name is not None and is_cached(name)

@@ -13,22 +13,36 @@ exit status 2 and exactly one line ``error: <file or key>: <what is wrong>`` on 
 """
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_bad_input import _fast_config
+from test_bad_input import _fast_config, _tiny_fit
 from test_bad_input import _one_error as one_error
+from test_trust import _run
 
 import patch2image
 from patch2image.cli import main
 from patch2image.data import read_image, read_mask
+from patch2image.data.io import header_size
 from patch2image.errors import UserError
 from patch2image.inference import Segmenter
 from patch2image.networks import create_network
-from patch2image.weights import METADATA_KEY, WeightsMetadata, load_model, write_safetensors
+from patch2image.runtime.auto import CHOICES_FILE, AutoModel, size_class
+from patch2image.runtime.cache import cached_bytes
+from patch2image.runtime.openvino_model import openvino_available
+from patch2image.serve import create_app
+from patch2image.weights import (
+    METADATA_KEY,
+    WeightsMetadata,
+    load_model,
+    read_safetensors,
+    save_weights,
+    write_safetensors,
+)
 
 
 def _cli(capsys, *argv) -> tuple[int, str, str]:
@@ -273,3 +287,290 @@ def test_a_working_size_over_the_pixel_limit_is_refused(model):
     segmenter = patch2image.load(str(model), size=(20000, 20000))
     with pytest.raises(UserError, match=r"would segment it at 20000x20000 = 400 megapixels \(given size"):
         segmenter(_fundus(40, 48))
+
+
+# --- the per-user cache ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("PATCH2IMAGE_CACHE_DIR", str(folder))
+    return folder
+
+
+class _Runner:
+    """A probability runner that takes a few milliseconds, so that a race times it in few calls."""
+
+    def probabilities(self, x):
+        time.sleep(0.005)
+        return torch.zeros(x.shape[0], 1, *x.shape[2:])
+
+
+def _auto() -> AutoModel:
+    factories = {"torch": _Runner, "onnxruntime": _Runner}
+    return AutoModel(factories, WeightsMetadata(network="light"), announce=lambda line: None)
+
+
+DAMAGED_CHOICES = [
+    pytest.param(lambda key: {key: {"choice": "torch", "seconds_per_pass": "fast"}}, id="timings-text"),
+    pytest.param(lambda key: {key: "torch"}, id="entry-text"),
+    pytest.param(lambda key: {key: {"seconds_per_pass": {"torch": 1}}}, id="no-choice"),
+    pytest.param(lambda key: [key], id="file-a-list"),
+    pytest.param(lambda key: b"\xff\x00garbage", id="file-garbage"),
+]
+
+
+@pytest.mark.parametrize("damage", DAMAGED_CHOICES)
+def test_a_damaged_backend_choice_is_measured_again_with_one_warning(cache, damage):
+    auto, x = _auto(), torch.zeros(1, 1, 64, 64)
+    content = damage(auto._key(size_class(x.shape)))
+    cache.mkdir()
+    path = cache / CHOICES_FILE
+    path.write_bytes(content if isinstance(content, bytes) else json.dumps(content).encode())
+    with pytest.warns(UserWarning, match=f"^{path}: .*; ignored, and made again") as caught:
+        assert auto.probabilities(x).shape == (1, 1, 64, 64)
+    assert len(caught) == 1
+    remembered = json.loads(path.read_text())[auto._key(size_class(x.shape))]
+    assert remembered["choice"] in ("torch", "onnxruntime")  # measured, and kept in place of the damage
+
+
+def _export_name(cache: Path) -> Path:
+    (path,) = (cache / "onnx").glob("*.onnx")
+    return path
+
+
+EXPORT_DAMAGE = [
+    pytest.param(lambda data, other: b"", id="empty"),
+    pytest.param(lambda data, other: b"garbage", id="garbage"),
+    pytest.param(lambda data, other: data[: len(data) // 2], id="cut-short"),
+    pytest.param(lambda data, other: other, id="another-models-export"),
+]
+
+
+@pytest.mark.parametrize("damage", EXPORT_DAMAGE)
+def test_a_damaged_cached_file_is_made_again_with_one_warning(cache, damage):
+    made = []
+
+    def make() -> bytes:
+        made.append(1)
+        return b"the export " * 10
+
+    assert cached_bytes("onnx/key.onnx", make) == b"the export " * 10
+    path = _export_name(cache)
+    assert path.name.startswith("key.") and path.name != "key.onnx"  # the content's hash is in its name
+    assert cached_bytes("onnx/key.onnx", make) == b"the export " * 10 and len(made) == 1  # read back, not made
+    path.write_bytes(damage(path.read_bytes(), b"another model's export"))
+    with pytest.warns(UserWarning, match=f"^{path}: its content does not match the hash in its name") as caught:
+        assert cached_bytes("onnx/key.onnx", make) == b"the export " * 10
+    assert len(caught) == 1 and len(made) == 2
+    assert _export_name(cache).read_bytes() == b"the export " * 10
+
+
+def test_segment_with_onnxruntime_rebuilds_a_damaged_export(model, eye, cache, tmp_path, capsys):
+    argv = ["segment", eye, "--model", model, "--backend", "onnxruntime", "--precision", "fp32"]
+    code, _, err = _cli(capsys, *argv, "--out", tmp_path / "first")
+    assert code == 0, err
+    export = _export_name(cache)
+    export.write_bytes(b"")
+    code, _, err = _cli(capsys, *argv, "--out", tmp_path / "second")
+    assert code == 0, err
+    assert err.splitlines() == [
+        f"warning: {export}: its content does not match the hash in its name (damaged or replaced); ignored, and "
+        "made again (the cache folder can be deleted)"
+    ]
+    assert (tmp_path / "first" / "eye_mask.png").read_bytes() == (tmp_path / "second" / "eye_mask.png").read_bytes()
+
+
+def test_segment_does_not_claim_to_remember_a_choice_it_could_not_keep(model, eye, tmp_path, monkeypatch, capsys):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("PATCH2IMAGE_CACHE_DIR", str(tmp_path / "a-file" / "cache"))  # cannot be created
+    code, out, err = _cli(
+        capsys, "segment", eye, "--model", model, "--backend", "torch", "--precision", "auto", "--out", tmp_path / "o"
+    )
+    assert code == 0, err
+    assert "not kept: the cache folder is not writable" in out
+    assert "once on this machine" not in out and "again next run: the cache is not writable" in out
+
+
+# --- ONNX files no backend can run ------------------------------------------------------------------------------
+
+
+def _custom_op_model(path: Path) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    shape = ["n", 1, "h", "w"]
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, shape)
+    probability = helper.make_tensor_value_info("probability", TensorProto.FLOAT, shape)
+    node = helper.make_node("Mystery", ["image"], ["probability"], domain="example.custom")
+    graph = helper.make_graph([node], "custom", [image], [probability])
+    opsets = [helper.make_opsetid("", 18), helper.make_opsetid("example.custom", 1)]
+    onnx.save(helper.make_model(graph, opset_imports=opsets), path)
+    return path
+
+
+@pytest.mark.parametrize("backend", ["auto", "onnxruntime"])
+def test_an_empty_onnx_file_is_named(tmp_path, eye, capsys, backend):
+    path = tmp_path / "empty.onnx"
+    path.write_bytes(b"")
+    code, _, err = _cli(capsys, "segment", eye, "--model", path, "--backend", backend, "--out", tmp_path / "out")
+    _one_error(code, err, f"error: {path}: empty file (0 bytes), not an ONNX model")
+
+
+def test_an_onnx_file_no_backend_runs_names_each_backends_reason(tmp_path):
+    path = _custom_op_model(tmp_path / "custom.onnx")
+    segmenter = patch2image.load(str(path), backend="auto")
+    with pytest.raises(UserError) as info:
+        segmenter(_fundus(40, 48))
+    message = str(info.value)
+    assert message.startswith(f"{path}: backend auto: no backend can run this model (onnxruntime: ")
+    assert "Mystery" in message.split("onnxruntime: ")[1]
+    if openvino_available():
+        assert "openvino: " in message and "No conversion rule found for operations: example.custom.Mystery" in message
+    assert "\n" not in message
+
+
+# --- train --resume with a damaged checkpoint ---------------------------------------------------------------------
+
+
+def _rewrite_state(checkpoint: Path, change) -> None:
+    tensors, metadata = read_safetensors(checkpoint)
+    state = json.loads(metadata["state"])
+    write_safetensors(checkpoint, tensors, {"state": json.dumps(change(state))})
+
+
+DAMAGED_STATES = [
+    pytest.param(lambda s: [1, 2], "training state is a list, not an object", id="state-a-list"),
+    pytest.param(lambda s: s | {"rows": "x"}, "rows: 'x' is not a list of epochs", id="rows-text"),
+    pytest.param(lambda s: s | {"epoch": -5}, "epoch: -5 is not a whole number of epochs", id="epoch-negative"),
+    pytest.param(lambda s: s | {"epoch": 1.5}, "epoch: 1.5 is not a whole number", id="epoch-fraction"),
+    pytest.param(lambda s: s | {"best_val": "low"}, "best_val: 'low' is not a loss", id="best-val-text"),
+    pytest.param(lambda s: s | {"lr": 0}, "lr: 0 is not a positive learning rate", id="lr-zero"),
+    pytest.param(lambda s: s | {"finished": "no"}, "finished: 'no' is not true or false", id="finished-text"),
+    pytest.param(lambda s: s | {"settings": {"precision": "fp8"}}, "settings: ", id="settings"),
+    pytest.param(lambda s: s | {"rows": [{"phase": "patch"}]}, "is not an epoch's row", id="row-partial"),
+]
+
+
+@pytest.mark.parametrize(("change", "says"), DAMAGED_STATES)
+def test_resuming_a_damaged_checkpoint_names_it_and_how_to_start_over(tmp_path, change, says):
+    checkpoint = tmp_path / "checkpoints" / "patch.safetensors"
+    _tiny_fit(checkpoint, epochs=1)
+    _rewrite_state(checkpoint, change)
+    with pytest.raises(UserError) as info:
+        _tiny_fit(checkpoint, epochs=3)
+    message = str(info.value)
+    assert message.startswith(f"{checkpoint}: damaged checkpoint (") and says in message, message
+    assert message.endswith("; delete it to restart this phase (earlier phases are kept)")
+
+
+def test_a_checkpoint_of_another_network_says_so(tmp_path):
+    checkpoint = tmp_path / "patch.safetensors"
+    _tiny_fit(checkpoint, epochs=1)  # Light
+    tensors, metadata = read_safetensors(checkpoint)
+    other = create_network("mini-unet").state_dict()
+    tensors = {f"{part}.{k}": v.clone() for part in ("model", "best") for k, v in other.items()}
+    write_safetensors(checkpoint, tensors, metadata)
+    with pytest.raises(UserError) as info:
+        _tiny_fit(checkpoint, epochs=2)
+    message = str(info.value)
+    assert message.startswith(f"{checkpoint}: not a checkpoint of this phase's network (model weights: weights do not")
+    assert "'state'" not in message and message.endswith("delete it to restart this phase (earlier phases are kept)")
+
+
+def test_a_weights_file_in_place_of_a_checkpoint_says_so(tmp_path):
+    checkpoint = tmp_path / "patch.safetensors"
+    save_weights(checkpoint, create_network("light"), WeightsMetadata(network="light"))
+    with pytest.raises(UserError, match=r"not a training checkpoint \(its metadata holds no training state\)"):
+        _tiny_fit(checkpoint)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        pytest.param("optimizer.0.square_avg", torch.zeros(3), "optimizer.0.square_avg: shape (3,)", id="opt-shape"),
+        pytest.param("optimizer.999.step", torch.tensor(1.0), "the network has", id="opt-index"),
+        pytest.param("model.body.0.0.bias", torch.full((8,), float("nan")), "NaN or infinite", id="nan"),
+    ],
+)
+def test_damaged_checkpoint_tensors_are_refused(tmp_path, key, value, says):
+    checkpoint = tmp_path / "patch.safetensors"
+    _tiny_fit(checkpoint, epochs=1)
+    tensors, metadata = read_safetensors(checkpoint)
+    write_safetensors(checkpoint, tensors | {key: value}, metadata)
+    with pytest.raises(UserError, match="delete it to restart this phase") as info:
+        _tiny_fit(checkpoint, epochs=2)
+    assert str(info.value).startswith(f"{checkpoint}: ") and says in str(info.value)
+
+
+# --- report on a damaged run folder -------------------------------------------------------------------------------
+
+
+def _string_metrics(run: Path) -> Path:
+    path = run / "metrics" / "finetuned.json"
+    result = json.loads(path.read_text())
+    result["fov"]["mean"]["dice"] = "0.8"
+    path.write_text(json.dumps(result))
+    return path
+
+
+def _garbage_history(run: Path) -> Path:
+    (run / "history.csv").write_text("this is not,a history\n1,2\n")
+    return run / "history.csv"
+
+
+def _binary_history(run: Path) -> Path:
+    (run / "history.csv").write_bytes(b"\xff\xfe\x00garbage")
+    return run / "history.csv"
+
+
+def _short_history_row(run: Path) -> Path:
+    (run / "history.csv").write_text("phase,epoch,loss,val_loss\nfinetune,1,0.5,0.6,extra,columns\n")
+    return run / "history.csv"
+
+
+def _list_run_record(run: Path) -> Path:
+    (run / "run.json").write_text("[1, 2]")
+    return run / "run.json"
+
+
+def _text_pooled_data(run: Path) -> Path:
+    path = run / "metrics" / "finetuned.json"
+    result = json.loads(path.read_text())
+    result["whole"]["pooled_data"]["counts"] = "many"
+    path.write_text(json.dumps(result))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        pytest.param(_string_metrics, "fov.mean.dice: expected a number or null, got '0.8'", id="metrics-text"),
+        pytest.param(_text_pooled_data, "whole.pooled_data: not pooled scores", id="pooled-data"),
+        pytest.param(_garbage_history, "not a training history (no column 'phase'", id="history-garbage"),
+        pytest.param(_binary_history, "not a training history", id="history-binary"),
+        pytest.param(_short_history_row, "line 2 does not have the header's columns", id="history-row"),
+        pytest.param(_list_run_record, "not a run's record", id="run-json-list"),
+    ],
+)
+def test_report_on_a_damaged_run_folder_names_the_file(tmp_path, capsys, damage, says):
+    runs = tmp_path / "runs"
+    _run(runs, "a", fold=1)
+    damaged = damage(_run(runs, "b", fold=2, seed=1))
+    code, _, err = _cli(capsys, "report", runs, "--out", tmp_path / "out")
+    _one_error(code, err, f"error: {damaged}: ", says)
+
+
+# --- minor ----------------------------------------------------------------------------------------------------
+
+
+def test_the_decompression_bomb_message_gives_the_size():
+    from starlette.testclient import TestClient
+    from test_serve import MODEL, png_header, post
+
+    assert header_size(png_header(30000, 30000)) == (30000, 30000)
+    with TestClient(create_app(models=[MODEL])) as client:
+        response = post(client, "bomb.png", png_header(30000, 30000))
+    assert response.status_code == 413
+    assert response.json()["error"].startswith("bomb.png: 30000x30000 = 900 megapixels; this server accepts at most")

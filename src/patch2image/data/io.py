@@ -5,6 +5,7 @@ Formats: whatever Pillow decodes (PNG, JPEG, TIFF, GIF, PPM/PGM, BMP, ...), opti
 """
 
 import gzip
+import io
 import warnings
 import zlib
 from pathlib import Path
@@ -258,6 +259,18 @@ def _upright(img: Image.Image) -> Image.Image:
     if orientation not in range(2, 9):
         return img
     return ImageOps.exif_transpose(img)
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) an image's header claims, decoding no pixels, whatever its size (a decompression
+    bomb's included); None when Pillow does not identify the data as an image."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with _open_without_pillow_limit(io.BytesIO(data)) as img:
+                return img.size
+    except Exception:  # not an image Pillow identifies on its own: the full read says why
+        return None
 
 
 def _open_without_pillow_limit(stream) -> Image.Image:

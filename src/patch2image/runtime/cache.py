@@ -89,9 +89,9 @@ def read_cached_json(name: str) -> dict:
     path = cache_dir() / name
     try:
         value = json.loads(path.read_text())
-    except FileNotFoundError:
+    except OSError:  # none yet, or a folder that cannot be read: the work is done again
         return {}
-    except (OSError, ValueError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         warn(path, f"not readable JSON ({type(exc).__name__})")
         return {}
     if not isinstance(value, dict):

@@ -50,8 +50,8 @@ def network_class(name: str) -> type[nn.Module]:
     except (ImportError, AttributeError, ValueError) as exc:
         raise UserError(f"network {name!r}: cannot import ({exc})") from None
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        what = "a class" if isinstance(cls, type) else f"a {type(cls).__name__}, not a class"
-        raise UserError(f"network {name!r}: {class_name} is {what} that is not a torch.nn.Module subclass")
+        what = "another class" if isinstance(cls, type) else f"a {type(cls).__name__}"
+        raise UserError(f"network {name!r}: {class_name} is not a torch.nn.Module subclass (it is {what}); not called")
     return cls
 
 

@@ -30,7 +30,7 @@ from test_trust import _run
 import patch2image
 from patch2image.cli import main
 from patch2image.data import read_image, read_mask
-from patch2image.data.io import header_size
+from patch2image.data.io import header_size, inspect_image
 from patch2image.errors import UserError
 from patch2image.inference import Segmenter
 from patch2image.networks import create_network
@@ -124,7 +124,7 @@ def test_a_photograph_is_read_upright(tmp_path):
     upright[:10] = 255  # a white band at the top of the photograph as shown
     path = _sideways(upright, tmp_path / "portrait.jpg", quality=95)
     rgb = read_image(path)
-    assert rgb.shape == (60, 40, 3)
+    assert rgb.shape == (60, 40, 3) and inspect_image(path) == (40, 60)
     assert rgb[:8].mean() > 240 and rgb[12:].mean() < 15
 
 

@@ -214,7 +214,8 @@ class _open:
         upright = _upright(img)
         if upright is not img:
             self.handles.append(upright)
-            self.size = upright.size
+            if upright.size != img.size:  # turned a quarter: the header's sides swap (a draft is smaller still)
+                self.size = self.size[::-1]
         return upright
 
     def _identify(self, stream, head: bytes) -> Image.Image:

@@ -69,7 +69,7 @@ def _one_error(code: int, err: str, *fragments: str) -> str:
 
 
 def _no_temporary_files(folder: Path) -> None:
-    """``files.atomic_write`` names its temporary files ``.NAME.PID.tmp``: none may be left behind."""
+    """``atomic_files.atomic_write`` names its temporary files ``.NAME.PID.tmp``: none may be left behind."""
     assert not [p for p in folder.rglob("*.tmp")], list(folder.rglob("*.tmp"))
 
 

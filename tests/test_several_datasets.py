@@ -9,8 +9,8 @@ import yaml
 
 from patch2image.cli import main
 from patch2image.config import AugmentationConfig, load_config
-from patch2image.experiment import prepare_data
 from patch2image.training.augmentation import augment
+from patch2image.training.images import prepare_data
 from patch2image.weights import read_weights
 
 TWO_SYNTHETIC = {

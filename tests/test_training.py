@@ -115,9 +115,9 @@ def test_same_seed_same_weights(tmp_path):
 
 def test_threshold_validation_scores_at_the_dice_best_threshold_of_the_validation_images(tmp_path, capsys):
     from patch2image.config import load_config
-    from patch2image.experiment import prepare_data
     from patch2image.inference import predict_image
     from patch2image.metrics import best_dice_threshold
+    from patch2image.training.images import prepare_data
     from patch2image.weights import load_model
 
     config, out = _smoke_run(

@@ -10,7 +10,7 @@ Refusals keep the project's contract (tests/test_bad_input.py): exit status 2 an
 - ``segment`` keeps the names of what it wrote in ``--out/.patch2image-outputs.json``: a file there that
   it did not write is replaced only with ``--overwrite``, an input never; only the files listed are
   skipped as earlier outputs when ``--out`` is also an input folder.
-- ``files.atomic_write`` (every write of the project) follows a symbolic link to its target and refuses
+- ``atomic_files.atomic_write`` (every write of the project) follows a symbolic link to its target and refuses
   folders, FIFOs, devices, sockets and file descriptors (``/dev/stdout``).
 - SIGTERM to ``segment --workers N`` stops every process it started and exits 143; after SIGKILL the
   workers notice and exit, and the forkserver and resource tracker go with them.
@@ -33,10 +33,10 @@ import yaml
 from PIL import Image
 from test_bad_input import _one_error as one_error
 
+from patch2image.atomic_files import atomic_write, write_text
 from patch2image.cli import main
 from patch2image.errors import UserError
 from patch2image.evaluation import evaluate_cases, write_evaluation
-from patch2image.files import atomic_write, write_text
 from patch2image.networks import create_network
 from patch2image.report import build_report
 from patch2image.segment import MANIFEST, expand_inputs

@@ -7,6 +7,7 @@ From Python::
     model = patch2image.load("drive-mini-unet")  # a shipped model, a .safetensors or an .onnx file
     prob = model("photo.jpg")                    # or an (H, W, 3) uint8 RGB array -> (H, W) float32 in [0, 1]
     mask = prob >= model.threshold
+    print(prob.looks_like_fundus)                # False (prob.fundus.warning says why) for a portrait, say
     print(model.metadata.dataset, model.metadata.metrics["whole"]["dice"])
 
     rows = patch2image.train("configs/drive-light.yaml", "runs/drive-light")  # the four phases, scored

@@ -10,7 +10,7 @@ import json
 import sys
 import warnings
 
-from patch2image.data.datasets import DATASETS
+from patch2image.data.registry import DATASETS
 from patch2image.errors import UserError
 
 USER_NETWORK_HELP = "a user network module:Class the weights were trained with (imported only when named here)"
@@ -121,6 +121,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from patch2image.atomic_files import write_text
     from patch2image.evaluation import (
         PROTOCOLS,
         evaluate_model,
@@ -129,7 +130,6 @@ def cmd_evaluate(args) -> int:
         read_run_metrics,
         write_evaluation,
     )
-    from patch2image.files import write_text
 
     _check_threshold(args.threshold)
     if args.run_dir:
@@ -144,7 +144,7 @@ def cmd_evaluate(args) -> int:
         if args.json:  # refused now, not after the evaluation
             from pathlib import Path
 
-            from patch2image.files import same_file, write_target
+            from patch2image.atomic_files import same_file, write_target
 
             beside = Path(args.json).with_suffix(".csv")  # write_evaluation's per-image CSV
             if same_file(args.json, beside):
@@ -269,7 +269,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from patch2image.files import write_text
+    from patch2image.atomic_files import write_text
     from patch2image.inference import Segmenter
     from patch2image.segment import (
         OutputRecord,
@@ -339,6 +339,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
             tqdm.write(f"error: {describe_failure(path, exc)}", file=sys.stderr)
         bar.update(1)
 
+    def warn(path: Path, line: str) -> None:
+        tqdm.write(f"warning: {path}: {line}", file=sys.stderr)
+
     outputs = Outputs(
         threshold=args.threshold if args.threshold is not None else metadata.threshold,
         prob_bits=args.prob_bits,
@@ -348,7 +351,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     )
     try:
         with bar:
-            measured = segment_files(files, segmenter, out, outputs, report, args.workers)
+            measured = segment_files(files, segmenter, out, outputs, report, args.workers, warn)
         if measured:
             write_text(out / "optic_disc.csv", disc_table(measured))
             print(f"optic disc centre and diameter of each image in {out / 'optic_disc.csv'}")
@@ -401,8 +404,8 @@ def _export_int8(model, metadata, args) -> int:
 
     import numpy as np
 
+    from patch2image.atomic_files import atomic_write
     from patch2image.data import read_image
-    from patch2image.files import atomic_write
     from patch2image.inference import Segmenter, predict_image
     from patch2image.runtime.export import OnnxModel, check_opset, onnx_bytes
     from patch2image.runtime.quantise import quantise_onnx

@@ -18,10 +18,10 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from patch2image.atomic_files import read_yaml
 from patch2image.data.dataset import TASKS
-from patch2image.data.datasets import DATASETS
+from patch2image.data.registry import DATASETS
 from patch2image.errors import UserError
-from patch2image.files import read_yaml
 from patch2image.preprocessing import Preprocessing
 from patch2image.runtime.precision import LAYOUTS, PRECISIONS
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from patch2image.atomic_files import write_text
 from patch2image.errors import UserError
-from patch2image.files import write_text
 from patch2image.metrics import METRICS, PooledScores, image_metrics, mean_metrics
 
 PROTOCOLS = ("whole", "fov")

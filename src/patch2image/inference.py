@@ -481,7 +481,13 @@ class Segmenter:
         self.preprocessing = preprocessing_from(self.metadata.preprocessing)
 
     def __call__(self, rgb) -> np.ndarray:
-        """(H, W, 3) uint8 RGB, or an image file's path -> (H, W) float32 probabilities at its size."""
+        """(H, W, 3) uint8 RGB, or an image file's path -> (H, W) float32 probabilities at its size.
+
+        The probabilities are a :class:`patch2image.fundus_check.Probabilities` array: ``.looks_like_fundus``
+        is False, and ``.fundus.warning`` says why, when the photograph does not look like a fundus photograph.
+        """
+        from patch2image.fundus_check import check_photograph, with_check
+
         if isinstance(rgb, str | Path):
             from patch2image.data import read_image
 
@@ -492,7 +498,7 @@ class Segmenter:
         from patch2image.data.io import check_pixels
 
         check_pixels("image array", rgb.shape[1], rgb.shape[0], "array holds")  # the limit files have
-        return self.finish(self.predict(self.prepare(rgb)), rgb.shape[:2])
+        return with_check(self.finish(self.predict(self.prepare(rgb)), rgb.shape[:2]), check_photograph(rgb))
 
     @property
     def threshold(self) -> float:

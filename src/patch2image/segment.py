@@ -161,7 +161,7 @@ def read_manifest(out_dir: str | Path) -> set[str]:
 
 
 def write_manifest(out_dir: str | Path, names: set[str]) -> None:
-    from patch2image.files import write_text
+    from patch2image.atomic_files import write_text
 
     record = {"written_by": "patch2image segment", "outputs": sorted(names)}
     write_text(Path(out_dir) / MANIFEST, json.dumps(record, indent=1) + "\n")
@@ -507,7 +507,7 @@ class _Workers:
                 if process.is_alive():
                     process.terminate()
                     process.join(5)
-            for tmp in Path(out_dir).glob(f".*.{process.pid}.tmp"):  # files.atomic_write's temporary names
+            for tmp in Path(out_dir).glob(f".*.{process.pid}.tmp"):  # atomic_files.atomic_write's temporary names
                 tmp.unlink(missing_ok=True)
 
 
@@ -518,12 +518,19 @@ Measured = dict[Path, dict]
 
 
 def segment_files(
-    files: list[Path], segmenter: Segmenter, out_dir: Path, outputs: Outputs, report: Report, workers: int = 0
+    files: list[Path],
+    segmenter: Segmenter,
+    out_dir: Path,
+    outputs: Outputs,
+    report: Report,
+    workers: int = 0,
+    warn: Callable[[Path, str], None] | None = None,
 ) -> Measured:
     """Segment ``files`` into ``out_dir``, in this process (``workers=0``) or with worker processes.
 
     Every file is reported through ``report`` in input order; an exception in one file never stops the
-    others. Returns the optic disc's measurement of each file segmented (empty for vessels).
+    others. ``warn(path, line)`` hears of a photograph that does not look like a fundus photograph.
+    Returns the optic disc's measurement of each file segmented (empty for vessels).
 
     Raises
     ------
@@ -538,6 +545,7 @@ def segment_files(
                 _stop_if_terminated()
                 try:
                     rgb, fov, network_input = prepare_file(path, segmenter)
+                    _warn_if_not_fundus(path, rgb, fov, warn)
                     prob = segmenter.predict(network_input)
                     found = finish_file(out_dir, output_stem(path), rgb, fov, prob, outputs)
                 except Exception as exc:  # one bad file must not stop the others; KeyboardInterrupt still does
@@ -547,11 +555,18 @@ def segment_files(
                         measured[path] = found
                     report(path, None)
             return measured
-        _segment_in_workers(files, segmenter, out_dir, outputs, report, min(workers, len(files)), measured)
+        _segment_in_workers(files, segmenter, out_dir, outputs, report, min(workers, len(files)), measured, warn)
     return measured
 
 
-def _segment_in_workers(files, segmenter: Segmenter, out_dir: Path, outputs, report, workers, measured) -> None:
+def _warn_if_not_fundus(path: Path, rgb: np.ndarray, fov: np.ndarray, warn: Callable | None) -> None:
+    from patch2image.fundus_check import check_photograph
+
+    if warn is not None and (warning := check_photograph(rgb, fov).warning):
+        warn(path, warning)
+
+
+def _segment_in_workers(files, segmenter: Segmenter, out_dir, outputs, report, workers, measured, warn) -> None:
     # The workers need the metadata and the pre-processing, not the network: don't pickle it to them.
     preparer = dataclasses.replace(segmenter, model=None)
     pool = _Workers(workers)
@@ -573,6 +588,7 @@ def _segment_in_workers(files, segmenter: Segmenter, out_dir: Path, outputs, rep
             read_next()  # before waiting, so a worker reads ahead while the network runs
             try:
                 rgb, fov, network_input = _result(future)
+                _warn_if_not_fundus(path, rgb, fov, warn)
                 prob = segmenter.predict(network_input)
             except Exception as exc:
                 # Queued with the writes, so that files are reported in input order whatever finishes first.

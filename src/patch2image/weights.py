@@ -21,8 +21,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from patch2image.atomic_files import atomic_write
 from patch2image.errors import UserError
-from patch2image.files import atomic_write
 from patch2image.networks import create_network, planned_network
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"

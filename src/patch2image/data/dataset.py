@@ -1,5 +1,5 @@
 """What a dataset is: its files and splits (:class:`Dataset`), and what describes a kind of dataset
-(:class:`DatasetSpec`) in the registry of ``patch2image.data.datasets``.
+(:class:`DatasetSpec`) in the registry of ``patch2image.data.registry``.
 """
 
 import json

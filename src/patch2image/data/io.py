@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from patch2image.atomic_files import atomic_write
 from patch2image.errors import UserError
-from patch2image.files import atomic_write
 
 MAX_MEGAPIXELS = 200
 """Images whose header claims more pixels than this are refused before any decoding."""

@@ -64,8 +64,8 @@ def build_report(
         A Markdown page to write the tables into: its text above the line ``PAGE_MARKER`` is kept,
         everything below is replaced (a new page, or one without the line, is the line and the tables).
     """
+    from patch2image.atomic_files import atomic_write, write_text
     from patch2image.evaluation import write_evaluation
-    from patch2image.files import atomic_write, write_text
     from patch2image.report import figures
     from patch2image.report.cross_dataset import is_evaluation_file, load_evaluation, matrix_tables
     from patch2image.report.html import Page
@@ -190,7 +190,7 @@ def _image_slug(name: str) -> str:
 
 
 def _update_page(page: Path, out: Path, tables: list[str]) -> None:
-    from patch2image.files import write_text
+    from patch2image.atomic_files import write_text
 
     kept = page.read_text().partition(PAGE_MARKER)[0] if page.is_file() else ""
     folder = Path(os.path.relpath(out.resolve(), page.parent.resolve())).as_posix()

@@ -11,11 +11,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from patch2image.atomic_files import read_json, read_yaml
 from patch2image.config import TRAINING_PROTOCOLS
 from patch2image.data import DATASETS
 from patch2image.errors import UserError
 from patch2image.evaluation import PROTOCOLS, ROWS, SECOND_OBSERVER, merge_evaluations, read_run_metrics
-from patch2image.files import read_json, read_yaml
 from patch2image.networks import NETWORKS
 
 NETWORK_ORDER = ("light", "mini-unet", "dense")

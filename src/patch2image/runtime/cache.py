@@ -18,8 +18,8 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from patch2image.atomic_files import atomic_write
 from patch2image.errors import UserError
-from patch2image.files import atomic_write
 
 
 def cache_dir() -> Path:

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from patch2image.atomic_files import atomic_write
 from patch2image.errors import UserError
-from patch2image.files import atomic_write
 from patch2image.networks import size_divisor
 from patch2image.preprocessing import preprocessing_from
 from patch2image.weights import METADATA_KEY, WeightsMetadata

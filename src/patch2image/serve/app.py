@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ipaddress
 import json
 import math
 import re
 import secrets
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -42,7 +42,6 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -51,6 +50,7 @@ from starlette.staticfiles import StaticFiles
 from patch2image.data import field_of_view_mask, read_image
 from patch2image.data.io import header_size, write_png
 from patch2image.errors import UserError
+from patch2image.fundus_check import check_photograph
 from patch2image.inference import Segmenter, working_size
 from patch2image.segment import (
     OVERLAY_ALPHA,
@@ -61,6 +61,8 @@ from patch2image.segment import (
     overlay,
     probability_png,
 )
+from patch2image.serve import folders, guard
+from patch2image.serve.guard import is_loopback
 from patch2image.weights import (
     WeightsMetadata,
     default_model,
@@ -187,6 +189,7 @@ class Result:
     task: str  # "vessels" or "optic_disc", as the weights metadata names it
     threshold: float
     seconds: float
+    warning: str | None = None  # when the photograph does not look like a fundus photograph
     nbytes: int = 0
     deleted: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -202,6 +205,8 @@ class Result:
             "task": self.task,
             "threshold": self.threshold,
             "seconds": round(self.seconds, 3),
+            "looks_like_fundus": self.warning is None,
+            "warning": self.warning,
             "urls": {
                 "prob": f"{base}/prob.png",
                 "mask": f"{base}/mask.png",
@@ -267,9 +272,10 @@ class ServeState:
         self.max_stored_bytes = int(max_stored_bytes)
         self.jobs = threading.BoundedSemaphore(max(1, max_jobs))
         self.log = log or (lambda line: None)
-        self.root = Path(tempfile.mkdtemp(prefix="patch2image-serve-"))
+        self.root = folders.make_root()
         self.results: OrderedDict[str, Result] = OrderedDict()
         self.stored_bytes = 0
+        self.zip_bytes = 0  # of the ZIPs being built or sent, counted against max_stored_bytes too
         self._lock = threading.Lock()
         self._closed = False
         atexit.register(self.close)
@@ -289,7 +295,7 @@ class ServeState:
     def segment(self, filename: str, data: bytes, model: str | None, threshold: float | None) -> Result:
         """Segment one uploaded photograph; a bad one raises a one-line ``UserError`` naming ``filename``."""
         if len(data) > self.max_upload_bytes:
-            raise _TooLarge(self._too_large(filename, len(data)))
+            raise _TooLarge(self.too_large_message(filename, len(data)))
         entry = self.models.get(model or self.default_model, filename)
         if threshold is None:
             threshold = entry.threshold
@@ -306,6 +312,7 @@ class ServeState:
                 segmenter = entry.segmenter
                 fov = field_of_view_mask(rgb)  # once, for the working scale and for clearing outside the eye
                 self._check_working_size(filename, rgb, segmenter, fov)
+                warning = check_photograph(rgb, fov).warning
                 network_input = segmenter.prepare(rgb, fov)
                 with entry.lock:
                     raw = segmenter.predict(network_input)
@@ -321,12 +328,15 @@ class ServeState:
         height, width = prob.shape
         result = Result(
             token, folder, filename, safe_stem(filename), width, height, entry.name,
-            entry.metadata.task, threshold, seconds,
+            entry.metadata.task, threshold, seconds, warning,
         )  # fmt: skip
+        if warning:
+            self.log(f"warning: {filename}: {warning}")
         self._add(result)
         return result
 
-    def _too_large(self, filename: str, size: int | None) -> str:
+    def too_large_message(self, filename: str, size: int | None) -> str:
+        """The one line that refuses an upload of ``size`` bytes (None: unknown) as over the limit."""
         limit = f"this server's limit of {self.max_upload_bytes / 1e6:g} MB"
         if size is None:
             return f"{filename}: upload is over {limit}"
@@ -445,9 +455,9 @@ class ServeState:
 
     def zip(self, results: list[Result], threshold: float | None) -> tempfile.SpooledTemporaryFile | None:
         """A ZIP of the three outputs (and a small JSON of settings) of each result, in this server's folder."""
-        spool = tempfile.SpooledTemporaryFile(max_size=32_000_000, dir=self.root)
+        spool = _ZipSpool(self)
         used: set[str] = set()
-        with zipfile.ZipFile(spool, "w", zipfile.ZIP_STORED) as archive:
+        with _closed_on_error(spool), zipfile.ZipFile(spool, "w", zipfile.ZIP_STORED) as archive:
             for result in results:
                 stem, n = result.stem, 1
                 while stem in used:
@@ -461,6 +471,7 @@ class ServeState:
                         spool.close()
                         return None
                     archive.writestr(f"{stem}_{kind.removesuffix('.png')}.png", data)
+                    spool.count(len(results))
                 info = {
                     "photograph": result.filename, "width": result.width, "height": result.height,
                     "model": result.model, "task": result.task, "threshold": used_threshold,
@@ -470,8 +481,46 @@ class ServeState:
                     "overlay": "RGB PNG, the mask tinted over the photograph",
                 }  # fmt: skip
                 archive.writestr(f"{stem}_info.json", json.dumps(info, indent=2), zipfile.ZIP_DEFLATED)
+        spool.count(len(results))
         spool.seek(0)
         return spool
+
+    def _count_zip(self, nbytes: int, results: int) -> None:
+        with self._lock:
+            if nbytes > 0 and self.stored_bytes + self.zip_bytes + nbytes > self.max_stored_bytes:
+                raise _TooLarge(
+                    f"ZIP of {results} result{'s' * (results != 1)}: over this server's storage limit of "
+                    f"{self.max_stored_bytes / 1e6:g} MB with the results it keeps; download fewer at once"
+                )
+            self.zip_bytes += nbytes
+
+
+class _ZipSpool(tempfile.SpooledTemporaryFile):
+    """A ZIP being built and sent; its bytes count against the server's storage limit until it is closed."""
+
+    def __init__(self, state: ServeState):
+        super().__init__(max_size=32_000_000, dir=state.root)
+        self.state = state
+        self.counted = 0
+
+    def count(self, results: int) -> None:
+        size = self.tell()
+        self.state._count_zip(size - self.counted, results)
+        self.counted = size
+
+    def close(self) -> None:
+        self.state._count_zip(-self.counted, 0)
+        self.counted = 0
+        super().close()
+
+
+@contextlib.contextmanager
+def _closed_on_error(spool):
+    try:
+        yield
+    except BaseException:
+        spool.close()
+        raise
 
 
 def preview_size(width: int, height: int) -> tuple[int, int]:
@@ -516,140 +565,185 @@ def _filename_in(head: bytes) -> str | None:
     return display_name(match[1].decode("utf-8", "replace")) if match else None
 
 
-def create_app(state: ServeState | None = None, *, allowed_hosts: Sequence[str] | None = None, **options) -> Starlette:
+def _state(request: Request) -> ServeState:
+    return request.app.state.serve
+
+
+async def index(request: Request) -> Response:
+    return FileResponse(STATIC / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
+async def models(request: Request) -> Response:
+    return JSONResponse(_state(request).models.describe())
+
+
+async def config(request: Request) -> Response:
+    state = _state(request)
+    return JSONResponse(
+        {
+            "models": state.models.describe(),
+            "default_model": state.default_model,
+            "max_upload_bytes": state.max_upload_bytes,
+            "max_megapixels": state.max_megapixels,
+            "preview_side": PREVIEW_SIDE,
+            "overlay": {
+                "colour": [int(c) for c in OVERLAY_COLOURS["vessels"]],
+                "colours": {task: [int(c) for c in colour] for task, colour in OVERLAY_COLOURS.items()},
+                "alpha": float(OVERLAY_ALPHA),
+            },
+        }
+    )
+
+
+async def segment(request: Request) -> Response:
+    """``POST /api/segment``: the photograph in the form field ``image``; its result's description."""
+    state = _state(request)
+    if "multipart/form-data" not in request.headers.get("content-type", ""):
+        return _error("request: send the photograph as multipart/form-data in the field 'image'", 400)
+    head = bytearray()
+    # The stream stops at the limit plus the slack, so the spooled file never rolls over to the disk.
+    parser = _UploadParser(request.headers, _limited(request, state, head), state.max_upload_bytes + _BODY_SLACK + 1)
+    try:
+        form = await parser.parse()
+    except _TooLarge:
+        declared = request.headers.get("content-length")
+        declared = int(declared) if declared and declared.isdigit() else None
+        message = state.too_large_message(_filename_in(bytes(head)) or "upload", declared)  # the request's size
+        state.log(f"error: {message}")
+        return _error(message, 413)
+    except MultiPartException as exc:
+        return _error(f"request: {exc.message}", 400)
+    try:
+        upload = form.get("image")
+        if not isinstance(upload, UploadFile):
+            return _error("request: no photograph in the form field 'image'", 400)
+        filename = display_name(upload.filename)
+        data = await upload.read()
+        try:
+            threshold = form.get("threshold")
+            threshold = parse_threshold(threshold, filename) if threshold not in (None, "") else None
+            model = str(form.get("model") or "") or None
+            result = await run_in_threadpool(state.segment, filename, data, model, threshold)
+        except _TooLarge as exc:
+            state.log(f"error: {exc}")
+            return _error(str(exc), 413)
+        except UserError as exc:
+            state.log(f"error: {exc}")
+            return _error(str(exc), 400)
+        except Exception as exc:  # a bug or a resource problem: still one line, naming the file
+            message = f"{filename}: {type(exc).__name__}: {' '.join(str(exc).split())}"
+            state.log(f"error: {message}")
+            return _error(message.replace(str(state.root), "<temporary folder>"), 500)
+    finally:
+        await form.close()
+    state.log(f"segmented {result.filename} ({result.width}x{result.height}, {result.model}, {result.seconds:.2f} s)")
+    return JSONResponse(result.describe())
+
+
+async def _limited(request: Request, state: ServeState, head: bytearray):
+    """The request body, its first bytes kept in ``head``; :class:`_TooLarge` past the upload limit."""
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if len(head) < _HEAD_KEEP:
+            head.extend(chunk[: _HEAD_KEEP - len(head)])
+        if received > state.max_upload_bytes + _BODY_SLACK:
+            raise _TooLarge()
+        yield chunk
+
+
+def _threshold_query(request: Request, name: str) -> float | None:
+    value = request.query_params.get("threshold")
+    return None if value in (None, "") else parse_threshold(value, name)
+
+
+async def output(request: Request) -> Response:
+    """``GET /api/results/{token}/{kind}``: one output of a result, at the query's threshold."""
+    state = _state(request)
+    result = state.result(request.path_params["token"])
+    kind = request.path_params["kind"]
+    if kind not in KINDS:
+        return _error(f"{kind[:40]!r}: no such output (one of {', '.join(KINDS)})", 404)
+    if result is None:
+        return _error("no such result (the server forgot it or was restarted); segment the photograph again", 404)
+    try:
+        threshold = _threshold_query(request, result.filename)
+    except UserError as exc:
+        return _error(str(exc), 400)
+    headers = {"Cache-Control": "private, max-age=3600"}
+    if kind == "zip":
+        try:
+            spool = await run_in_threadpool(state.zip, [result], threshold)
+        except _TooLarge as exc:
+            return _error(str(exc), 413)
+        if spool is None:
+            return _error("no such result (the server forgot it); segment the photograph again", 404)
+        name = f"{result.stem}_segmentation.zip"
+        headers["Content-Disposition"] = _content_disposition(kind, name)
+        return StreamingResponse(_chunks(spool), media_type=KINDS[kind], headers=headers)
+    data = await run_in_threadpool(state.render, result, kind, threshold)
+    if data is None:
+        return _error("no such result (the server forgot it); segment the photograph again", 404)
+    if kind == "preview.u16":
+        width, height = preview_size(result.width, result.height)
+        headers["X-Width"], headers["X-Height"] = str(width), str(height)
+    else:
+        headers["Content-Disposition"] = _content_disposition(kind, f"{result.stem}_{kind}")
+    return Response(data, media_type=KINDS[kind], headers=headers)
+
+
+async def zip_all(request: Request) -> Response:
+    """``GET /api/zip?ids=ID,ID``: the outputs of several results in one ZIP."""
+    state = _state(request)
+    tokens = list(dict.fromkeys(t for t in request.query_params.get("ids", "").split(",") if t))[:1000]
+    results = [state.result(t) for t in tokens]
+    if not tokens:
+        return _error("request: no ids given (?ids=ID,ID,...)", 400)
+    if any(r is None for r in results):
+        return _error("some results are gone (the server forgot them); segment those photographs again", 404)
+    try:
+        threshold = _threshold_query(request, "request")
+    except UserError as exc:
+        return _error(str(exc), 400)
+    try:
+        spool = await run_in_threadpool(state.zip, results, threshold)
+    except _TooLarge as exc:
+        return _error(str(exc), 413)
+    if spool is None:
+        return _error("some results are gone (the server forgot them); segment those photographs again", 404)
+    headers = {"Content-Disposition": _content_disposition("zip", "segmentations.zip"), "Cache-Control": "no-store"}
+    return StreamingResponse(_chunks(spool), media_type="application/zip", headers=headers)
+
+
+async def http_error(request: Request, exc: HTTPException) -> Response:
+    return _error(f"{request.url.path[:80]}: {exc.detail}", exc.status_code)
+
+
+ROUTES = [
+    Route("/", index),
+    Route("/api/models", models),
+    Route("/api/config", config),
+    Route("/api/segment", segment, methods=["POST"]),
+    Route("/api/results/{token}/{kind}", output),
+    Route("/api/zip", zip_all),
+    Mount("/static", StaticFiles(directory=STATIC), name="static"),
+]
+
+
+def create_app(
+    state: ServeState | None = None,
+    *,
+    allowed_hosts: Sequence[str] | None = None,
+    limits: guard.Limits = guard.DEFAULT_LIMITS,
+    **options,
+) -> Starlette:
     """The ASGI application. ``state`` (or ``ServeState(**options)``) is closed when the app shuts down.
 
     ``allowed_hosts``: values of the ``Host`` header to accept (without the port), e.g. the loopback names
-    when serving on 127.0.0.1, so that a web page elsewhere cannot reach the server by DNS rebinding.
+    when serving on 127.0.0.1 (``guard.allowed_hosts``), so that a web page elsewhere cannot reach the
+    server by DNS rebinding. ``limits``: the body's timeout (the others are the HTTP server's, ``guard``).
     """
     state = state or ServeState(**options)
-
-    async def index(request: Request) -> Response:
-        return FileResponse(STATIC / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
-
-    async def models(request: Request) -> Response:
-        return JSONResponse(state.models.describe())
-
-    async def config(request: Request) -> Response:
-        return JSONResponse(
-            {
-                "models": state.models.describe(),
-                "default_model": state.default_model,
-                "max_upload_bytes": state.max_upload_bytes,
-                "max_megapixels": state.max_megapixels,
-                "preview_side": PREVIEW_SIDE,
-                "overlay": {
-                    "colour": [int(c) for c in OVERLAY_COLOURS["vessels"]],
-                    "colours": {task: [int(c) for c in colour] for task, colour in OVERLAY_COLOURS.items()},
-                    "alpha": float(OVERLAY_ALPHA),
-                },
-            }
-        )
-
-    async def segment(request: Request) -> Response:
-        head = bytearray()
-        declared = request.headers.get("content-length")
-        declared = int(declared) if declared and declared.isdigit() else None
-
-        async def limited():
-            received = 0
-            async for chunk in request.stream():
-                received += len(chunk)
-                if len(head) < _HEAD_KEEP:
-                    head.extend(chunk[: _HEAD_KEEP - len(head)])
-                if received > state.max_upload_bytes + _BODY_SLACK:
-                    raise _TooLarge()
-                yield chunk
-
-        if "multipart/form-data" not in request.headers.get("content-type", ""):
-            return _error("request: send the photograph as multipart/form-data in the field 'image'", 400)
-        # The stream stops at the limit plus the slack, so the spooled file never rolls over to the disk.
-        parser = _UploadParser(request.headers, limited(), state.max_upload_bytes + _BODY_SLACK + 1)
-        try:
-            form = await parser.parse()
-        except _TooLarge:
-            message = state._too_large(_filename_in(bytes(head)) or "upload", declared)  # the request's size
-            state.log(f"error: {message}")
-            return _error(message, 413)
-        except MultiPartException as exc:
-            return _error(f"request: {exc.message}", 400)
-        try:
-            upload = form.get("image")
-            if not isinstance(upload, UploadFile):
-                return _error("request: no photograph in the form field 'image'", 400)
-            filename = display_name(upload.filename)
-            data = await upload.read()
-            try:
-                threshold = form.get("threshold")
-                threshold = parse_threshold(threshold, filename) if threshold not in (None, "") else None
-                model = str(form.get("model") or "") or None
-                result = await run_in_threadpool(state.segment, filename, data, model, threshold)
-            except _TooLarge as exc:
-                state.log(f"error: {exc}")
-                return _error(str(exc), 413)
-            except UserError as exc:
-                state.log(f"error: {exc}")
-                return _error(str(exc), 400)
-            except Exception as exc:  # a bug or a resource problem: still one line, naming the file
-                message = f"{filename}: {type(exc).__name__}: {' '.join(str(exc).split())}"
-                state.log(f"error: {message}")
-                return _error(message.replace(str(state.root), "<temporary folder>"), 500)
-        finally:
-            await form.close()
-        state.log(
-            f"segmented {result.filename} ({result.width}x{result.height}, {result.model}, {result.seconds:.2f} s)"
-        )
-        return JSONResponse(result.describe())
-
-    def _threshold_query(request: Request, name: str) -> float | None:
-        value = request.query_params.get("threshold")
-        return None if value in (None, "") else parse_threshold(value, name)
-
-    async def output(request: Request) -> Response:
-        result = state.result(request.path_params["token"])
-        kind = request.path_params["kind"]
-        if kind not in KINDS:
-            return _error(f"{kind[:40]!r}: no such output (one of {', '.join(KINDS)})", 404)
-        if result is None:
-            return _error("no such result (the server forgot it or was restarted); segment the photograph again", 404)
-        try:
-            threshold = _threshold_query(request, result.filename)
-        except UserError as exc:
-            return _error(str(exc), 400)
-        headers = {"Cache-Control": "private, max-age=3600"}
-        if kind == "zip":
-            spool = await run_in_threadpool(state.zip, [result], threshold)
-            if spool is None:
-                return _error("no such result (the server forgot it); segment the photograph again", 404)
-            name = f"{result.stem}_segmentation.zip"
-            headers["Content-Disposition"] = _content_disposition(kind, name)
-            return StreamingResponse(_chunks(spool), media_type=KINDS[kind], headers=headers)
-        data = await run_in_threadpool(state.render, result, kind, threshold)
-        if data is None:
-            return _error("no such result (the server forgot it); segment the photograph again", 404)
-        if kind == "preview.u16":
-            width, height = preview_size(result.width, result.height)
-            headers["X-Width"], headers["X-Height"] = str(width), str(height)
-        else:
-            headers["Content-Disposition"] = _content_disposition(kind, f"{result.stem}_{kind}")
-        return Response(data, media_type=KINDS[kind], headers=headers)
-
-    async def zip_all(request: Request) -> Response:
-        tokens = [t for t in request.query_params.get("ids", "").split(",") if t][:1000]
-        results = [state.result(t) for t in tokens]
-        if not tokens:
-            return _error("request: no ids given (?ids=ID,ID,...)", 400)
-        if any(r is None for r in results):
-            return _error("some results are gone (the server forgot them); segment those photographs again", 404)
-        try:
-            threshold = _threshold_query(request, "request")
-        except UserError as exc:
-            return _error(str(exc), 400)
-        spool = await run_in_threadpool(state.zip, results, threshold)
-        if spool is None:
-            return _error("some results are gone (the server forgot them); segment those photographs again", 404)
-        headers = {"Content-Disposition": _content_disposition("zip", "segmentations.zip"), "Cache-Control": "no-store"}
-        return StreamingResponse(_chunks(spool), media_type="application/zip", headers=headers)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -658,25 +752,12 @@ def create_app(state: ServeState | None = None, *, allowed_hosts: Sequence[str] 
         finally:
             state.close()
 
-    async def http_error(request: Request, exc: HTTPException) -> Response:
-        return _error(f"{request.url.path[:80]}: {exc.detail}", exc.status_code)
-
-    middleware = [Middleware(_SecurityHeaders)]
-    if allowed_hosts:
-        middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
+    middleware = [
+        Middleware(guard.Guard, hosts=allowed_hosts, limits=limits, log=state.log),
+        Middleware(_SecurityHeaders),
+    ]
     app = Starlette(
-        routes=[
-            Route("/", index),
-            Route("/api/models", models),
-            Route("/api/config", config),
-            Route("/api/segment", segment, methods=["POST"]),
-            Route("/api/results/{token}/{kind}", output),
-            Route("/api/zip", zip_all),
-            Mount("/static", StaticFiles(directory=STATIC), name="static"),
-        ],
-        middleware=middleware,
-        exception_handlers={HTTPException: http_error},
-        lifespan=lifespan,
+        routes=ROUTES, middleware=middleware, exception_handlers={HTTPException: http_error}, lifespan=lifespan
     )
     app.state.serve = state
     return app
@@ -715,15 +796,6 @@ class _SecurityHeaders:
 
 
 # --------------------------------------------------------------------------- running
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -813,20 +885,26 @@ def run_server(
     except BaseException:
         sock.close()
         raise
-    loopback = is_loopback(host)
-    app = create_app(state, allowed_hosts=["127.0.0.1", "localhost"] if loopback and ":" not in host else None)
+    app = create_app(state, allowed_hosts=guard.allowed_hosts(host))
     for line in startup_lines(host, url_of(sock, host), state):
         print(line, flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+    server = uvicorn.Server(guard.server_config(app))
+    # uvicorn stops on SIGTERM as on Ctrl-C, then raises the signal again: let that end here, as Ctrl-C does.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         state.close()
         sock.close()
     print("patch2image serve: stopped; temporary files removed", flush=True)
     return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _print_line(line: str) -> None:

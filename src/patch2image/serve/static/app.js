@@ -236,6 +236,11 @@ async function segmentOne({ file, card }) {
   card.dataset.id = body.id;
   card.querySelector(".images").hidden = false;
   card.querySelector(".downloads").hidden = false;
+  if (body.warning) {
+    const warning = card.querySelector(".warning");
+    warning.textContent = `warning: ${body.name}: ${body.warning}`;
+    warning.hidden = false;
+  }
   draw(entry);
   state.observer.observe(card);
   const size = `${body.width}×${body.height}`;

@@ -1,4 +1,4 @@
-"""Writes that never leave a half-written file behind."""
+"""Files written so that a crash never leaves half of one behind, and YAML/JSON read with one-line errors."""
 
 import contextlib
 import errno

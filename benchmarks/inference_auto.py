@@ -13,7 +13,7 @@ per network: each candidate's median seconds per pass, auto's, and auto's median
 fixed candidate's ("auto / best"; above 1.05 means auto's first-use measurement picked a candidate
 more than 5% slower than the best one measured later).
 
-    .venv/bin/python benchmarks/inference_auto.py [--networks light mini-unet] [--rounds 15]
+    .venv/bin/python -m benchmarks.inference_auto [--networks light mini-unet] [--rounds 15]
 
 Writes ``benchmarks/results/inference_auto.json``.
 """

@@ -36,8 +36,8 @@ which the peer ranks vessels less well. With step 4 switched off, this script gi
 figures exactly (checked on 2026-11-30); it keeps the masks our loaders give, so that the peer and our
 models are scored on the same pixels.
 
-    .venv/bin/python benchmarks/peer_lwnet.py                  # everything, about 8 minutes on 2 cores
-    .venv/bin/python benchmarks/peer_lwnet.py --limit 2 --out /tmp/peer --timing-out /tmp/peer/timing.json
+    .venv/bin/python -m benchmarks.peer_lwnet                  # everything, about 8 minutes on 2 cores
+    .venv/bin/python -m benchmarks.peer_lwnet --limit 2 --out /tmp/peer --timing-out /tmp/peer/timing.json
 """
 
 import argparse

@@ -1,6 +1,6 @@
 """Pre-processing speed: OpenCV's CLAHE (the default) against scikit-image's, on DRIVE-sized images.
 
-.venv/bin/python benchmarks/preprocessing.py [--out benchmarks/results/preprocessing.json]
+.venv/bin/python -m benchmarks.preprocessing [--out benchmarks/results/preprocessing.json]
 """
 
 import argparse

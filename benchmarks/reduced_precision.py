@@ -12,7 +12,7 @@ Then, on the 20 DRIVE test images, scored as ``patch2image evaluate`` scores a m
 onnxruntime), of int8 (OpenVINO, onnxruntime) and of bfloat16 (OpenVINO's bf16 inference precision,
 PyTorch's autocast), and seconds per forward pass at the training size, the runners in alternation.
 
-    .venv/bin/python benchmarks/reduced_precision.py [--model drive-mini-unet] [--method MinMax]
+    .venv/bin/python -m benchmarks.reduced_precision [--model drive-mini-unet] [--method MinMax]
 
 Writes ``benchmarks/results/reduced_precision-MODEL.json``. The bar for offering int8 (applied to
 bf16 as well): at most 0.001 AUC and 0.003 Dice lost against float32.

@@ -1,6 +1,6 @@
 """How well a model finds vessels at the rim of the field of view, against further in.
 
-    .venv/bin/python benchmarks/rim.py --model drive-mini-unet --dataset STARE
+    .venv/bin/python -m benchmarks.rim --model drive-mini-unet --dataset STARE
 
 Each image of the split (``all`` by default) is segmented as ``segment`` does (the field-of-view rule's
 scale, one pass) and its labelled pixels inside the field of view are split in two: the *rim*, within
@@ -19,14 +19,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from benchmarks.machine import add_dataset_arguments, describe_machine, open_scored_dataset, write_record
+from patch2image.data import fov_diameter, load_sample
+from patch2image.inference import Segmenter
+from patch2image.weights import load_model
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from machine import add_dataset_arguments, describe_machine, open_scored_dataset, write_record  # noqa: E402
-
-from patch2image.data import fov_diameter, load_sample  # noqa: E402
-from patch2image.inference import Segmenter  # noqa: E402
-from patch2image.weights import load_model  # noqa: E402
 
 
 def rim_and_inside(fov: np.ndarray, band: float) -> tuple[np.ndarray, np.ndarray]:
@@ -74,7 +72,7 @@ def main() -> None:
         "results": results,
         "seconds": round(time.perf_counter() - started, 1),
         "machine": describe_machine(),
-        "command": "python benchmarks/rim.py " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.rim " + " ".join(sys.argv[1:]),
     }
     write_record(args, "rim", metadata.model_name(args.model), dataset.kind, record)
 

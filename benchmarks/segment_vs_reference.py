@@ -18,7 +18,7 @@ user cache (the ONNX export and ``--backend auto``'s measurement), as any run af
 does. What that first run costs is measured once apart, with an empty cache folder
 (``PATCH2IMAGE_CACHE_DIR``), and reported as ``first_run_s``.
 
-    .venv/bin/python benchmarks/segment_vs_reference.py [--networks mini-unet light] [--model M] [--rounds 5]
+    .venv/bin/python -m benchmarks.segment_vs_reference [--networks mini-unet light] [--model M] [--rounds 5]
 
 Writes ``benchmarks/results/segment_vs_reference.json``.
 """

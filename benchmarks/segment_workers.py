@@ -15,7 +15,7 @@ change the time) and reports:
 It writes ``benchmarks/results/segment_workers.json`` and the section "Batch segmentation with workers"
 of ``docs/benchmarks.md``.
 
-    .venv/bin/python benchmarks/segment_workers.py [--workers 0 1 2] [--threads N] [--rounds 1]
+    .venv/bin/python -m benchmarks.segment_workers [--workers 0 1 2] [--threads N] [--rounds 1]
 """
 
 import argparse

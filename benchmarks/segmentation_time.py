@@ -19,8 +19,8 @@ but then the bf16-vs-fp32 differences say nothing about a trained model). Result
 network, into ``benchmarks/results/segmentation_time.json``, and the section "Segmentation time
 (Table 5)" of ``docs/benchmarks.md`` is rewritten from the merged results, so Dense can be run apart:
 
-    .venv/bin/python benchmarks/segmentation_time.py --networks light mini-unet
-    .venv/bin/python benchmarks/segmentation_time.py --networks dense --patch-rows-fraction 0.1
+    .venv/bin/python -m benchmarks.segmentation_time --networks light mini-unet
+    .venv/bin/python -m benchmarks.segmentation_time --networks dense --patch-rows-fraction 0.1
 """
 
 import argparse
@@ -39,8 +39,7 @@ from machine import describe_machine
 
 from patch2image.data import read_image
 from patch2image.inference import Segmenter, predict_image, predict_patches
-from patch2image.networks import create_network
-from patch2image.report.runs import network_label
+from patch2image.networks import create_network, network_label
 from patch2image.weights import WeightsMetadata, load_model, resolve_weights
 
 ROOT = Path(__file__).resolve().parents[1]

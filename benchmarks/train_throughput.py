@@ -9,7 +9,7 @@ models built once. A machine whose load comes and goes slows the loops of a roun
 within a round is steadier than any time; the table reports the median speed-up over plain and its
 spread (lowest, highest), and how much slower auto's choice is than the best fixed one.
 
-    .venv/bin/python benchmarks/train_throughput.py [--networks light mini-unet dense] [--rounds 5] [--no-fixed]
+    .venv/bin/python -m benchmarks.train_throughput [--networks light mini-unet dense] [--rounds 5] [--no-fixed]
 """
 
 import argparse

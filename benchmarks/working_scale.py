@@ -1,7 +1,7 @@
 """Which scale to segment a photograph at: the field-of-view rule against larger scales, averages of
 scales, and the scale the network is most confident at, scored on datasets the model never saw.
 
-    .venv/bin/python benchmarks/working_scale.py --model drive-mini-unet --dataset CHASE_DB1 --limit 7
+    .venv/bin/python -m benchmarks.working_scale --model drive-mini-unet --dataset CHASE_DB1 --limit 7
 
 Each candidate segments every image of the split (``all`` by default) at its size and is scored inside
 the field of view at threshold 0.5 (mean over images). Candidates:
@@ -21,16 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.machine import add_dataset_arguments, describe_machine, open_scored_dataset, write_record
+from patch2image.data import load_sample
+from patch2image.evaluation import evaluate_cases
+from patch2image.inference import Segmenter, working_size
+from patch2image.preprocessing import round_to_multiple
+from patch2image.weights import load_model
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from machine import add_dataset_arguments, describe_machine, open_scored_dataset, write_record  # noqa: E402
-
-from patch2image.data import load_sample  # noqa: E402
-from patch2image.evaluation import evaluate_cases  # noqa: E402
-from patch2image.inference import Segmenter, working_size  # noqa: E402
-from patch2image.preprocessing import round_to_multiple  # noqa: E402
-from patch2image.weights import load_model  # noqa: E402
 
 MULTIPLIERS = (0.8, 1.0, 1.25, 1.5, 2.0)
 AVERAGES = ((1.0, 1.5), (1.0, 2.0), (1.0, 1.25, 1.5))
@@ -83,7 +81,7 @@ def main() -> None:
         "confident_choices": chosen,
         "seconds": round(time.perf_counter() - started, 1),
         "machine": describe_machine(),
-        "command": "python benchmarks/working_scale.py " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.working_scale " + " ".join(sys.argv[1:]),
     }
     write_record(args, "working_scale", metadata.model_name(args.model), dataset.kind, record)
 

@@ -1,8 +1,8 @@
 """Score every vessel model on DRIVE, STARE and CHASE_DB1, then build docs/results/cross-dataset.md.
 
-.venv/bin/python scripts/cross_dataset.py MODEL_OR_WEIGHTS ... [--datasets-root ../shared/datasets]
+.venv/bin/python -m scripts.cross_dataset MODEL_OR_WEIGHTS ... [--datasets-root ../shared/datasets]
 
-Each model is scored with ``patch2image evaluate --json`` as a user would run it, on every dataset:
+Each model is scored as ``patch2image evaluate --json`` scores it (the same library calls), on every dataset:
 on a dataset it was trained on, the test split of its own fold (its held-out images); on the others,
 every labelled image (``--split all``), since none of them was seen in training. An evaluation already
 written is kept (delete it to score again). Files of other scorers (benchmarks/peer_lwnet.py) in the
@@ -10,10 +10,12 @@ same folder join the matrix.
 """
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
+from patch2image.data import open_dataset
+from patch2image.evaluation import evaluate_model, write_evaluation
+from patch2image.report import build_report
 from patch2image.weights import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,20 +33,9 @@ def evaluate(model: str, name: str, kind: str, folds: dict, root: Path, out: Pat
     target = out / f"{name}__{kind}.json"
     if target.exists():
         return target
-    command = [
-        str(ROOT / ".venv/bin/patch2image"),
-        "evaluate",
-        "--model",
-        model,
-        "--dataset",
-        str(root / FOLDERS[kind]),
-    ]
-    if kind in folds:
-        command += ["--split", "test"] + (["--fold", str(folds[kind])] if folds[kind] is not None else [])
-    else:
-        command += ["--split", "all"]
-    print(" ".join(command), flush=True)
-    subprocess.run([*command, "--json", str(target)], check=True, stdout=subprocess.DEVNULL)
+    split, fold = ("test", folds[kind]) if kind in folds else ("all", None)
+    print(f"{name} on {FOLDERS[kind]} ({split}{'' if fold is None else f', fold {fold}'})", flush=True)
+    write_evaluation(evaluate_model(model, open_dataset(root / FOLDERS[kind]), split, fold), target)
     return target
 
 
@@ -63,8 +54,7 @@ def main() -> None:
         name = metadata.model_name(model)  # what evaluate records as the model
         files += [evaluate(model, name, kind, trained_folds(metadata), root, out) for kind in FOLDERS]
     files += sorted(p for p in out.glob("*.json") if p not in files)
-    report = [str(ROOT / ".venv/bin/patch2image"), "report", *map(str, files), "--out", str(out / "report")]
-    subprocess.run([*report, "--page", args.page], check=True)
+    build_report(files, out / "report", markdown_page=args.page)
 
 
 if __name__ == "__main__":

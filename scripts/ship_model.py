@@ -1,8 +1,8 @@
 """Copy a run's fine-tuned weights into the package as a shipped model, with its metrics in the metadata.
 
-.venv/bin/python scripts/ship_model.py runs/drive-light drive-light
-.venv/bin/python scripts/ship_model.py runs/drive-mini-unet-budget drive-mini-unet
-.venv/bin/python scripts/ship_model.py runs/drive-dense-budget drive-dense
+.venv/bin/python -m scripts.ship_model runs/drive-light drive-light
+.venv/bin/python -m scripts.ship_model runs/drive-mini-unet-budget drive-mini-unet
+.venv/bin/python -m scripts.ship_model runs/drive-dense-budget drive-dense
 """
 
 import dataclasses
@@ -21,11 +21,10 @@ def ship(run_dir: Path, name: str) -> Path:
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     result = read_evaluation(run_dir / "metrics" / "finetuned.json")
     run = json.loads((run_dir / "run.json").read_text())
-    threshold = result["whole"]["threshold"]  # 0.5, or the one chosen on the validation images
+    threshold = metadata.threshold  # training wrote it: 0.5, or the one chosen on the validation images
     metadata = dataclasses.replace(
         metadata,
         name=name,
-        threshold=threshold,
         fold=metadata.fold,  # None for several datasets: their folds are in extra["datasets"]
         test_images=[image["name"] for image in result["whole"]["images"]],
         metrics={protocol: result[protocol]["mean"] for protocol in ("whole", "fov")},

@@ -379,7 +379,7 @@ CONFIGS = [
     ),
     pytest.param(
         _smoke(network_args={"in_channels": 3}),
-        "network_args.in_channels: 3, but preprocessing.channel luma gives 1",
+        "network_args.in_channels: 3, but the pre-processing gives 1 channel(s)",
         id="in-channels-against-the-preprocessing",
     ),
     pytest.param(

@@ -66,7 +66,7 @@ def test_segmenter_at_training_size_is_trainings_scoring():
         def probabilities(self, x):
             return x * 0.5 + 0.25
 
-    segmenter = Segmenter(Mean(), metadata, size=TRAINING_SIZE)
+    segmenter = Segmenter(Mean(), metadata, size=TRAINING_SIZE, inside_fov=False)  # scored as training scores
     grey = segmenter.prepare(rgb)
     expected_grey = Preprocessing()(resize(rgb, (44, 52)))
     assert grey.shape == (44, 52)

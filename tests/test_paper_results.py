@@ -59,3 +59,16 @@ def test_published_comparisons():
             assert comparison.metric in METRICS and 0.5 < comparison.value < 1
     assert PUBLISHED_COMPARISONS["stare"][0] == ("Liskowski and Krawiec 2016", "auc", 0.9928, "FOV patches only")
     assert [c.value for c in PUBLISHED_COMPARISONS["chase_db1"]] == [0.9855, 0.9812]
+
+
+def test_a_metric_added_to_the_package_leaves_the_papers_figures_as_they_are(monkeypatch):
+    import importlib
+
+    from patch2image import metrics, paper_results
+
+    monkeypatch.setattr(metrics, "METRICS", (*metrics.METRICS, "mcc"))
+    reloaded = importlib.reload(paper_results)
+    assert reloaded.paper_value("drive", "light", "patch", "auc") == 0.9811
+    assert reloaded.paper_value("drive", "light", "patch", "mcc") is None
+    monkeypatch.undo()
+    importlib.reload(paper_results)

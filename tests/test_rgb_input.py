@@ -22,7 +22,6 @@ from patch2image.inference import Segmenter, predict_image, predict_patches
 from patch2image.networks import count_parameters, create_network
 from patch2image.patch_database import patch_database
 from patch2image.preprocessing import Preprocessing
-from patch2image.segment import inside_field_of_view
 from patch2image.training.augmentation import augment
 from patch2image.weights import load_model, read_weights, save_weights
 
@@ -140,14 +139,14 @@ def photo(rgb_run) -> Path:
 
 def written_probabilities(weights: Path, photo: Path, **options) -> np.ndarray:
     """The 16-bit probability map ``segment`` writes, computed by the library with PyTorch in float32."""
-    rgb = read_image(photo)
-    prob = inside_field_of_view(patch2image.load(weights, precision="fp32", **options)(rgb), rgb)
+    prob = patch2image.load(weights, backend="torch", precision="fp32", **options)(read_image(photo))
     return np.round(prob * 65535).astype(np.uint16)
 
 
 def test_training_records_a_three_channel_network_that_loading_rebuilds(rgb_run, weights, photo):
     _, metadata = read_weights(weights)
-    assert metadata.preprocessing["channel"] == "rgb" and metadata.network_args == {"in_channels": 3}
+    assert metadata.preprocessing["channel"] == "rgb" and metadata.network_arguments == {"in_channels": 3}
+    assert "in_channels" not in metadata.network_args  # the channel count is stored once: the pre-processing's
     model, metadata = load_model(weights)
     assert model.body[0][0].in_channels == 3
     network_input = Segmenter(model, metadata).prepare(read_image(photo))
@@ -161,7 +160,7 @@ def test_training_records_a_three_channel_network_that_loading_rebuilds(rgb_run,
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 @pytest.mark.parametrize("options", [{}, {"mode": "patch", "stride": 8}, {"tta": True}], ids=["image", "patch", "tta"])
 def test_every_backend_gives_pytorchs_probabilities(weights, photo, backend, options):
-    expected = patch2image.load(weights, precision="fp32", **options)(photo)
+    expected = patch2image.load(weights, backend="torch", precision="fp32", **options)(photo)
     assert expected.std() > 0.01  # the trained network's probabilities vary: agreeing means something
     got = patch2image.load(weights, backend=backend, precision="fp32", **options)(photo)
     assert float(np.abs(got - expected).max()) <= 1e-4
@@ -194,8 +193,8 @@ def test_export_and_int8_export_of_colour_weights(weights, photo, tmp_path, caps
     onnx_file = tmp_path / "rgb.onnx"
     assert cli.main(["export", str(weights), "--onnx", str(onnx_file)]) == 0
     assert onnx.load(str(onnx_file)).graph.input[0].type.tensor_type.shape.dim[1].dim_value == 3
-    expected = patch2image.load(weights, precision="fp32")(photo)
-    assert float(np.abs(patch2image.load(onnx_file)(photo) - expected).max()) <= 1e-4
+    expected = patch2image.load(weights, backend="torch", precision="fp32")(photo)
+    assert float(np.abs(patch2image.load(onnx_file, precision="fp32")(photo) - expected).max()) <= 1e-4
     out = tmp_path / "seg"
     assert cli.main(["segment", str(photo), "--model", str(onnx_file), "--out", str(out), "--quiet"]) == 0
 
@@ -248,9 +247,9 @@ def test_one_channel_weights_load_and_segment_as_before(tmp_path, channel):
     path = tmp_path / "grey.safetensors"
     save_weights(path, network, {"network": "light", "preprocessing": preprocessing})
     model, metadata = load_model(path)
-    assert model.body[0][0].in_channels == 1 and metadata.network_args == {}
+    assert model.body[0][0].in_channels == 1 and metadata.network_arguments == {}
     rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    segmenter = Segmenter(model, metadata)
+    segmenter = Segmenter(model, metadata, inside_fov=False)  # noise has no field of view: the network's own output
     grey = segmenter.prepare(rgb)
     np.testing.assert_array_equal(grey, Preprocessing(**preprocessing)(rgb))
     with torch.inference_mode():

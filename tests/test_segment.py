@@ -317,7 +317,7 @@ def test_probability_maps_keep_the_ranking_of_faint_vessels(datasets, tmp_path):
 
 
 def test_optic_disc_is_one_region_in_amber_with_its_centre_and_size(folder, tmp_path):
-    from patch2image.segment import OVERLAY_COLOURS, disc_measurement, largest_region
+    from patch2image.postprocessing import OVERLAY_COLOURS, disc_measurement, largest_region
 
     mask = np.zeros((40, 60), bool)
     mask[10:20, 30:40] = True  # the disc: 100 pixels around (34.5, 14.5)

@@ -29,7 +29,7 @@ from PIL import Image
 from patch2image.data import read_image
 from patch2image.errors import UserError
 from patch2image.inference import Segmenter
-from patch2image.segment import inside_field_of_view, overlay
+from patch2image.postprocessing import overlay
 from patch2image.serve import create_app
 from patch2image.serve.app import STATIC, bind, display_name, startup_lines
 from patch2image.weights import load_model, shipped_models
@@ -96,7 +96,7 @@ def library_probabilities(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(RGB, probabilities) as ``patch2image segment`` computes them."""
     model, metadata = load_model(MODEL)
     rgb = read_image(path)
-    return rgb, inside_field_of_view(Segmenter(model, metadata)(rgb), rgb)  # as `segment` writes it
+    return rgb, Segmenter(model, metadata)(rgb)
 
 
 # --------------------------------------------------------------------------- models and page
@@ -327,8 +327,7 @@ def test_concurrent_requests_do_not_mix_results(live_server, datasets):
 
     model, metadata = load_model(MODEL)
     expected = {
-        name: np.round(inside_field_of_view(Segmenter(model, metadata)(rgb), rgb) * 65535).astype(np.uint16)
-        for name, rgb in photos.items()
+        name: np.round(Segmenter(model, metadata)(rgb) * 65535).astype(np.uint16) for name, rgb in photos.items()
     }
     assert len({result["id"] for _, result, _ in done}) == len(done)
     for name, result, prob in done:

@@ -196,7 +196,7 @@ def test_a_network_over_the_parameter_limit_is_refused_unbuilt(light, tmp_path, 
 
 def test_tensor_shapes_are_compared_with_the_network_before_it_is_built(light, tmp_path, monkeypatch):
     monkeypatch.setattr("patch2image.weights.create_network", lambda *a, **k: pytest.fail("built for real"))
-    path = _weights(tmp_path / "three.safetensors", light, LIGHT_METADATA | {"network_args": {"in_channels": 3}})
+    path = _weights(tmp_path / "three.safetensors", light, LIGHT_METADATA | {"preprocessing": {"channel": "rgb"}})
     with pytest.raises(UserError, match=r"three\.safetensors: weights do not fit the network Light \(body\.0\.0"):
         load_model(path)
 

@@ -26,29 +26,26 @@ def load(name_or_path: str | Path, network: str | None = None, **options):
     ----------
     name_or_path : str or Path
         A shipped model's name (``patch2image models``), a ``.safetensors`` weights file, or an
-        ``.onnx`` file exported by ``patch2image export`` (run with onnxruntime unless ``backend`` says).
+        ``.onnx`` file exported by ``patch2image export``.
     network : str, optional
         The ``module:Class`` of a user network the weights were trained with: imported only when
         named here, never from the file.
     **options
-        Passed to the segmenter: ``mode`` ("image" or "patch"), ``tta``, ``precision``, ``size``...; and
-        ``backend`` ("torch", "onnxruntime", "openvino", "auto"; PyTorch for weights by default) and ``threads``.
+        The command line's options, with its defaults: ``backend`` ("auto", the fastest of "torch",
+        "onnxruntime" and "openvino" on this machine), ``precision`` ("auto": float32 or bfloat16,
+        whichever is faster; "fp32" for float32 only), ``threads``; and the segmenter's: ``mode``
+        ("image" or "patch"), ``stride``, ``tta``, ``size``, ``inside_fov``, ``largest_region``...
 
     Returns
     -------
     segmenter : Segmenter
         Callable on an (H, W, 3) uint8 RGB array or an image path; returns float32 (H, W)
-        probabilities at the photograph's size. ``.threshold`` and ``.metadata`` describe the model.
+        probabilities at the photograph's size, as ``patch2image segment`` writes them.
+        ``.mask(photo)`` is its mask, ``.threshold`` and ``.metadata`` describe the model.
     """
-    from patch2image.inference import Segmenter
-    from patch2image.segment import load_segmentation_model
+    from patch2image.inference import load_segmenter
 
-    backend, threads = options.pop("backend", None), options.pop("threads", None)
-    precision = options.get("precision", "fp32")
-    model, metadata, _ = load_segmentation_model(str(name_or_path), backend, threads, network, precision=precision)
-    if not hasattr(model, "parameters"):  # not PyTorch's network: the runner applies the precision itself
-        options.pop("precision", None)
-    return Segmenter(model, metadata, **options)
+    return load_segmenter(name_or_path, network=network, **options)
 
 
 def train(config: str | Path, out: str | Path, *, fold: int | None = None, resume: bool = False, quiet: bool = True):
@@ -59,8 +56,11 @@ def train(config: str | Path, out: str | Path, *, fold: int | None = None, resum
     return run_experiment(load_config(config, fold), out, resume=resume, quiet=quiet)
 
 
-def evaluate(model, dataset: str | Path, split: str = "test", fold: int | None = None, threshold: float = 0.5):
-    """Score a model (a name, weights file or :func:`load` result) on a dataset folder; an evaluation result."""
+def evaluate(model, dataset: str | Path, split: str = "test", fold: int | None = None, threshold: float | None = None):
+    """Score a model (a name, weights file or :func:`load` result) on a dataset folder; an evaluation result.
+
+    ``threshold``: the mask threshold, by default the model's (the one it was scored at, else 0.5).
+    """
     from patch2image.data import open_dataset
     from patch2image.evaluation import evaluate_model
 

@@ -1,6 +1,8 @@
 """patch2image: patch-to-image training and fast segmentation of retinal images.
 
-One sub-command per job, each a thin call into the library.
+One sub-command per job, each a thin call into the library. Each imports its library modules when it
+runs, not here: most of them import torch, which is most of a command's start-up time, and ``--help``
+or a mistyped option should answer at once.
 
 Every ``UserError`` becomes one line on stderr and exit status 2; no traceback reaches the user.
 """
@@ -8,12 +10,17 @@ Every ``UserError`` becomes one line on stderr and exit status 2; no traceback r
 import argparse
 import json
 import sys
+import time
 import warnings
+from pathlib import Path
 
+from patch2image.atomic_files import atomic_write, same_file, write_target, write_text
 from patch2image.data.registry import DATASETS
 from patch2image.errors import UserError
+from patch2image.parameters import POSITIVE, as_options, check
 
 USER_NETWORK_HELP = "a user network module:Class the weights were trained with (imported only when named here)"
+THRESHOLD_HELP = "mask threshold on the probability (default: the model's, the one it was scored at, else 0.5)"
 TTA_HELP = "average over the image and its three flips (4x the time; +.006-.008 Dice on other cameras' photographs)"
 
 
@@ -73,7 +80,6 @@ def cmd_models(args) -> int:
 
 def cmd_demo(args) -> int:
     """The main job: segment scikit-image's sample fundus photograph with a shipped model."""
-    from pathlib import Path
 
     from skimage.data import retina
 
@@ -121,7 +127,6 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from patch2image.atomic_files import write_text
     from patch2image.evaluation import (
         PROTOCOLS,
         evaluate_model,
@@ -131,7 +136,6 @@ def cmd_evaluate(args) -> int:
         write_evaluation,
     )
 
-    _check_threshold(args.threshold)
     if args.run_dir:
         rows = read_run_metrics(args.run_dir)
         if not rows:
@@ -142,10 +146,6 @@ def cmd_evaluate(args) -> int:
         if not args.model:
             raise UserError("give a RUN_DIR, or --model NAME_OR_WEIGHTS with a dataset")
         if args.json:  # refused now, not after the evaluation
-            from pathlib import Path
-
-            from patch2image.atomic_files import same_file, write_target
-
             beside = Path(args.json).with_suffix(".csv")  # write_evaluation's per-image CSV
             if same_file(args.json, beside):
                 raise UserError(
@@ -187,9 +187,7 @@ def _add_segment_arguments(parser: argparse.ArgumentParser) -> None:
         help="image: whole image (tiles if large); patch: the paper's patch-level segmentation (slow)",
     )  # fmt: skip
     parser.add_argument("--stride", type=int, default=2, help="patch mode: stride between patches (default 2)")
-    parser.add_argument(
-        "--threshold", type=float, help="mask threshold on the probability (default: the model's, else 0.5)"
-    )
+    parser.add_argument("--threshold", type=float, help=THRESHOLD_HELP)
     parser.add_argument("--tta", action="store_true", help=TTA_HELP)
     _add_backend_argument(parser)
     parser.add_argument(
@@ -240,96 +238,35 @@ def _add_backend_argument(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _check_threshold(threshold: float | None) -> None:
-    if threshold is not None and not 0 <= threshold <= 1:
-        raise UserError(f"--threshold {threshold}: must be between 0 and 1")
-
-
-def _check_segment_arguments(args: argparse.Namespace) -> None:
-    _check_threshold(args.threshold)
-    if args.stride < 1:
-        raise UserError(f"--stride {args.stride}: must be at least 1")
-    if args.max_megapixels <= 0:
-        raise UserError(f"--max-megapixels {args.max_megapixels}: must be positive")
-    if args.tile is not None and args.tile < 8:
-        raise UserError(f"--tile {args.tile}: must be at least 8")
-    if args.overlap < 0:
-        raise UserError(f"--overlap {args.overlap}: must be at least 0")
-    if args.threads is not None and args.threads < 1:
-        raise UserError(f"--threads {args.threads}: must be at least 1")
-    if args.workers < 0:
-        raise UserError(f"--workers {args.workers}: must be at least 0")
-
-
 def cmd_segment(args: argparse.Namespace) -> int:
     """Segment every input; 0 when all succeeded, 1 when any input failed (143 after SIGTERM)."""
-    import contextlib
-    import time
-    from pathlib import Path
-
     from tqdm import tqdm
 
-    from patch2image.atomic_files import write_text
-    from patch2image.inference import Segmenter
-    from patch2image.segment import (
-        OutputRecord,
-        Outputs,
-        Terminated,
-        check_stems,
-        describe_failure,
-        disc_table,
-        expand_inputs,
-        load_segmentation_model,
-        segment_files,
-    )
+    from patch2image.inference import load_segmenter
+    from patch2image.segment import Outputs, Terminated, describe_failure, expand_inputs, segment_photographs
+    from patch2image.weights import default_model
 
-    _check_segment_arguments(args)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    check({"max_megapixels": POSITIVE}, vars(args))
     files, problems = expand_inputs(args.inputs, args.out)
-    check_stems(files)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if not files:
         return 1
-    if args.model is None:
-        from patch2image.weights import default_model
+    if args.model is None and default_model() is None:
+        raise UserError("no shipped model in this installation; name one with --model")
+    segmenter = load_segmenter(
+        args.model or default_model(), backend=args.backend, precision=args.precision, threads=args.threads,
+        network=args.network, announce=(lambda line: None) if args.quiet else _announce, mode=args.mode,
+        stride=args.stride, tta=args.tta, tile=args.tile, overlap=args.overlap,
+        max_pixels=int(args.max_megapixels * 1e6), inside_fov=not args.outside_fov,
+        largest_region=not args.all_regions,
+    )  # fmt: skip
+    if args.threads:
+        import torch
 
-        args.model = default_model()
-        if args.model is None:
-            raise UserError("no shipped model in this installation; name one with --model")
-    model, metadata, backend = load_segmentation_model(
-        args.model,
-        args.backend,
-        args.threads,
-        args.network,
-        precision=args.precision,
-        announce=(lambda line: None) if args.quiet else _announce,
-    )
-    segmenter = Segmenter(
-        model,
-        metadata,
-        mode=args.mode,
-        stride=args.stride,
-        tta=args.tta,
-        tile=args.tile,
-        overlap=args.overlap,
-        max_pixels=int(args.max_megapixels * 1e6),
-        precision="fp32" if args.precision == "auto" else args.precision,  # auto: the chosen runner's own
-    )
-    out = Path(args.out)
-    record = OutputRecord(out, files, metadata.task)
-    record.check(args.overwrite)  # before anything is written: never an input, never a file segment did not write
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
-    record.claim()
-
-    failed = len(problems)
-    started = time.perf_counter()
+        torch.set_num_threads(args.threads)
+    outputs = Outputs(args.threshold, args.prob_bits, segmenter.metadata.task)
+    failed, started = len(problems), time.perf_counter()
     bar = tqdm(total=len(files), desc="segment", unit="image", disable=args.quiet or len(files) == 1, file=sys.stderr)
 
     def report(path: Path, exc: Exception | None) -> None:
@@ -342,36 +279,25 @@ def cmd_segment(args: argparse.Namespace) -> int:
     def warn(path: Path, line: str) -> None:
         tqdm.write(f"warning: {path}: {line}", file=sys.stderr)
 
-    outputs = Outputs(
-        threshold=args.threshold if args.threshold is not None else metadata.threshold,
-        prob_bits=args.prob_bits,
-        task=metadata.task,
-        largest_region=not args.all_regions,
-        inside_fov=not args.outside_fov,
-    )
     try:
         with bar:
-            measured = segment_files(files, segmenter, out, outputs, report, args.workers, warn)
-        if measured:
-            write_text(out / "optic_disc.csv", disc_table(measured))
-            print(f"optic disc centre and diameter of each image in {out / 'optic_disc.csv'}")
+            table = segment_photographs(
+                files, segmenter, Path(args.out), outputs, report, args.workers, args.overwrite, warn
+            )
     except Terminated:
         print("terminated (SIGTERM); the outputs written so far are complete", file=sys.stderr)
         return 143
-    finally:
-        with contextlib.suppress(UserError):  # the claim stays: names of files this run may have written
-            record.settle()
+    if table is not None:
+        print(f"optic disc centre and diameter of each image in {table}")
     done = len(files) - (failed - len(problems))
-    choosing = getattr(model, "measuring_seconds", 0.0)  # auto's one-time measurement is not a segmentation
+    choosing = getattr(segmenter.model, "measuring_seconds", 0.0)  # auto's one-time measurement is no segmentation
     seconds = (time.perf_counter() - started - choosing) / max(1, len(files))
-    again = (
-        "once on this machine" if getattr(model, "remembered", True) else "again next run: the cache is not writable"
-    )
+    remembered = getattr(segmenter.model, "remembered", True)
+    again = "once on this machine" if remembered else "again next run: the cache is not writable"
     once = f"; {choosing:.1f} s more to choose the backend, {again}" if choosing >= 0.05 else ""
-    print(
-        f"segmented {done} of {len(files)} images into {out} "
-        f"({getattr(model, 'description', backend)}, {args.mode} mode, {seconds:.2f} s per image{once})"
-    )
+    described = getattr(segmenter.model, "description", args.backend)
+    print(f"segmented {done} of {len(files)} images into {args.out} ({described}, {args.mode} mode, "
+          f"{seconds:.2f} s per image{once})")  # fmt: skip
     return 1 if failed else 0
 
 
@@ -400,11 +326,9 @@ def cmd_export(args) -> int:
 
 def _export_int8(model, metadata, args) -> int:
     """``export --int8 PHOTOS``: calibrate on the photographs, write the int8 model, report its distance to float32."""
-    from pathlib import Path
 
     import numpy as np
 
-    from patch2image.atomic_files import atomic_write
     from patch2image.data import read_image
     from patch2image.inference import Segmenter, predict_image
     from patch2image.runtime.export import OnnxModel, check_opset, onnx_bytes
@@ -483,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--fold", type=int, help="STARE and CHASE_DB1: the fold whose split to score")
     evaluate.add_argument("--mode", default="image", choices=["image", "patch"])
     evaluate.add_argument("--stride", type=int, default=2, help="patch mode: distance between patches")
-    evaluate.add_argument("--threshold", type=float, default=0.5)
+    evaluate.add_argument("--threshold", type=float, help=THRESHOLD_HELP)
     evaluate.add_argument("--tta", action="store_true", help=TTA_HELP)
     _add_backend_argument(evaluate)
     evaluate.add_argument("--json", help="write the metrics here (with --model, also the per-image CSV beside it)")
@@ -546,7 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
     try:
-        return args.run(args)
+        with as_options():  # a value out of range is named by its option: --stride, not stride
+            return args.run(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -22,6 +22,7 @@ from patch2image.atomic_files import read_yaml
 from patch2image.data.dataset import TASKS
 from patch2image.data.registry import DATASETS
 from patch2image.errors import UserError
+from patch2image.networks import with_input_channels
 from patch2image.preprocessing import Preprocessing
 from patch2image.runtime.precision import LAYOUTS, PRECISIONS
 
@@ -112,13 +113,8 @@ class Config:
 
     @property
     def network_arguments(self) -> dict:
-        """The network constructor's keyword arguments: ``network_args``, and ``in_channels`` for colour input.
-
-        ``in_channels`` is left out for one channel, the networks' default, so that the weights' metadata
-        and user networks without that argument stay as they were before colour input existed.
-        """
-        channels = self.preprocessing.channels
-        return dict(self.network_args) | ({"in_channels": channels} if channels > 1 else {})
+        """The network constructor's keyword arguments: ``network_args``, and ``in_channels`` for colour input."""
+        return with_input_channels(self.network_args, self.preprocessing.channels)
 
     @property
     def dataset_name(self) -> str:
@@ -208,12 +204,10 @@ def config_from_dict(raw, source: str = "configuration") -> Config:
     if config.patches.sampling not in ("grid", "balanced", "random"):
         raise UserError(f"{source}: patches.sampling: {config.patches.sampling!r} is not grid, balanced or random")
     _check_ranges(config, source)
-    in_channels = config.network_args.get("in_channels", config.preprocessing.channels)
-    if in_channels != config.preprocessing.channels:
-        raise UserError(
-            f"{source}: network_args.in_channels: {in_channels!r}, but preprocessing.channel "
-            f"{config.preprocessing.channel} gives {config.preprocessing.channels}; leave it out, the channel sets it"
-        )
+    try:
+        config.network_arguments  # noqa: B018 - an in_channels that the pre-processing contradicts is refused here
+    except UserError as exc:
+        raise UserError(f"{source}: {exc} (preprocessing.channel: {config.preprocessing.channel})") from None
     return config
 
 

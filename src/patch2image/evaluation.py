@@ -18,6 +18,7 @@ exactly (:func:`merge_evaluations`). Undefined values (NaN) are ``null`` in the 
 """
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -29,6 +30,7 @@ import numpy as np
 from patch2image.atomic_files import write_text
 from patch2image.errors import UserError
 from patch2image.metrics import METRICS, PooledScores, image_metrics, mean_metrics
+from patch2image.parameters import THRESHOLD, check
 
 PROTOCOLS = ("whole", "fov")
 ROWS = ("patch", "frozen", "finetuned", "scratch")
@@ -57,11 +59,11 @@ def evaluate_model(
     dataset,
     split: str = "test",
     fold: int | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     mode: str = "image",
     stride: int = 2,
     network: str | None = None,
-    backend: str | None = None,
+    backend: str = "auto",
     announce=None,
     tta: bool = False,
 ) -> dict:
@@ -75,13 +77,15 @@ def evaluate_model(
         A folder of images without a train/test layout has only "all" ("test" means it).
     fold : int, optional
         STARE and CHASE_DB1: the cross-validation fold whose split to score.
-    threshold, mode, stride :
-        The mask threshold; image-level or the paper's patch-level segmentation at ``stride``.
+    threshold : float, optional
+        The mask threshold; by default the model's (the threshold it was scored at, else 0.5), as ``segment``'s.
+    mode, stride :
+        Image-level or the paper's patch-level segmentation at ``stride``.
     network : str, optional
         A user network's ``module:Class`` the weights were trained with (imported only when named).
     backend, announce : optional
         What runs the network, and ``auto``'s report of its choice (:func:`patch2image.runtime.backends.load_backend`);
-        by default PyTorch for weights, onnxruntime for ``.onnx`` files.
+        by default ``auto``, as ``segment`` and :func:`patch2image.load`.
     tta : bool
         Average over the image and its three flips (:data:`patch2image.inference.FLIPS`).
 
@@ -92,17 +96,22 @@ def evaluate_model(
 
     On the dataset the model was trained on, images are segmented at the training size exactly, as
     training scores its test images, not by the camera-independent scale rule (whose 2% aspect-ratio
-    tolerance STARE, 2.1%, and CHASE_DB1, 4.3%, exceed).
+    tolerance STARE, 2.1%, and CHASE_DB1, 4.3%, exceed). The network's probabilities are scored as
+    training scores them: in float32, nothing cleared outside the field of view (``inside_fov=False``).
     """
     from patch2image.data import load_sample
-    from patch2image.inference import TRAINING_SIZE, Segmenter
-    from patch2image.runtime.backends import load_backend
+    from patch2image.inference import TRAINING_SIZE, Segmenter, load_segmenter
 
+    check({"threshold": THRESHOLD.but_optional()}, {"threshold": threshold})  # before the model loads
     model_name = model
-    if not isinstance(model, Segmenter):
-        weights, metadata, _ = load_backend(model, backend, network=network, announce=announce)
-        same = metadata.dataset == dataset.kind and metadata.input_size
-        model = Segmenter(weights, metadata, mode=mode, stride=stride, size=TRAINING_SIZE if same else None, tta=tta)
+    if isinstance(model, Segmenter):
+        model = dataclasses.replace(model, inside_fov=False)
+    else:
+        model = load_segmenter(model, backend=backend, precision="fp32", network=network, announce=announce,
+                               mode=mode, stride=stride, tta=tta, inside_fov=False)  # fmt: skip
+        if model.metadata.dataset == dataset.kind and model.metadata.input_size:
+            model = dataclasses.replace(model, size=TRAINING_SIZE)
+    threshold = model.threshold if threshold is None else threshold
     if split == "test" and dataset.kind == "folder" and not dataset.folds() and "test" not in dataset.groups:
         split = "all"
     files = dataset.files(split, fold=fold)

@@ -35,10 +35,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from patch2image.data import field_of_view_mask, fov_diameter, read_image
 from patch2image.errors import UserError
+from patch2image.fundus_check import check_photograph, with_check
 from patch2image.networks import size_divisor
+from patch2image.parameters import COUNT, POSITIVE, Interval, OneOf, check
+from patch2image.postprocessing import Postprocessing
 from patch2image.preprocessing import as_channels, preprocessing_from, resize, resize_label, round_to_multiple
-from patch2image.runtime.precision import PRECISIONS, autocast
+from patch2image.runtime.backends import load_backend
+from patch2image.runtime.precision import PRECISIONS
+from patch2image.runtime.torch_runner import TorchProbabilities
 from patch2image.weights import WeightsMetadata
 
 DEFAULT_MAX_PIXELS = 1_500_000
@@ -54,25 +60,6 @@ DEFAULT_BATCH_SIZE = 256
 
 
 # --------------------------------------------------------------------------- forward passes
-
-
-class TorchProbabilities:
-    """A logits network as a probability function: eval mode, no autograd, channels-last (by default), optional bf16."""
-
-    def __init__(self, model: nn.Module, precision: str = "fp32", memory_format=torch.channels_last):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
-        self.model = model
-        self.precision = precision
-        self.memory_format = memory_format
-        parameter = next(model.parameters(), None)
-        self.device = parameter.device if parameter is not None else torch.device("cpu")
-
-    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device).contiguous(memory_format=self.memory_format)
-        with autocast(self.precision, self.device):
-            logits = self.model(x)
-        return torch.sigmoid(logits.float()).cpu()
 
 
 @contextlib.contextmanager
@@ -409,8 +396,6 @@ def working_size(
         return fit((out_h, out_w)), f"given size {out_h}x{out_w}"
     model_diameter = metadata.fov_diameter
     if model_diameter:
-        from patch2image.data import field_of_view_mask, fov_diameter
-
         mask = field_of_view_mask(rgb) if fov is None else fov
         diameter = float(fov_diameter(mask))
         # An all-True mask means no dark surround was found: the width says nothing about the eye.
@@ -429,20 +414,24 @@ def working_size(
 class Segmenter:
     """A photograph at original size -> vessel (or optic disc) probabilities at original size.
 
+    The API, ``patch2image segment`` and the web page all segment through this class, and all apply its
+    :mod:`patch2image.postprocessing`, so they give the same probabilities and masks for the same options.
+    Every parameter is checked here (:mod:`patch2image.parameters`), for all three.
+
     Parameters
     ----------
-    model : torch.nn.Module or object with ``probabilities``
+    model : torch.nn.Module or a runner with ``probabilities``
     metadata : WeightsMetadata
-        The weights' metadata: ``fov_diameter``, ``input_size``, ``preprocessing``, ``patch_size``
-        (a dictionary of these is read as one).
+        The weights' metadata: ``fov_diameter``, ``input_size``, ``preprocessing``, ``patch_size``,
+        ``task``, ``threshold`` (a dictionary of these is read as one).
     mode : {"image", "patch"}
         Image-level segmentation (one pass or tiles) or the paper's patch-level segmentation.
     stride : int
-        Patch mode: distance between patches.
+        Patch mode: distance between patches, from 1 to the patch size.
     tta : bool
         Average the predictions of the image and its three flips (``FLIPS``).
     tile, overlap, max_pixels, precision :
-        As in :func:`predict_image`.
+        As in :func:`predict_image` (``precision`` applies to a ``torch.nn.Module``; a runner has its own).
     batch_size : int
         Patch mode: patches per forward pass.
     size : None, "training" or (height, width)
@@ -450,6 +439,9 @@ class Segmenter:
         rule; ``"training"``, the weights' training size exactly (scoring weights on the dataset they
         were trained on: then the segmentation is training's own scoring, image resized to
         ``input_size``, pre-processed, segmented, probabilities resized back).
+    inside_fov, largest_region : bool
+        Post-processing (:class:`patch2image.postprocessing.Postprocessing`): clear outside the field of
+        view; keep the optic disc's largest region in :meth:`mask`.
 
     Examples
     --------
@@ -468,29 +460,36 @@ class Segmenter:
     precision: str = "fp32"
     batch_size: int = DEFAULT_BATCH_SIZE
     size: tuple[int, int] | str | None = None
+    inside_fov: bool = True
+    largest_region: bool = True
 
     def __post_init__(self):
-        if self.mode not in ("image", "patch"):
-            raise ValueError(f"mode must be 'image' or 'patch', got {self.mode!r}")
         if isinstance(self.size, str) and self.size != TRAINING_SIZE:
             raise ValueError(f"size must be None, {TRAINING_SIZE!r} or (height, width), got {self.size!r}")
         self.metadata = WeightsMetadata.coerce(self.metadata)
-        patch_size = self.metadata.patch_size
-        if self.mode == "patch" and not 1 <= self.stride <= patch_size:  # refused before any image is read
-            raise UserError(f"--stride {self.stride}: must be between 1 and the patch size ({patch_size})")
+        stride = Interval(1, self.metadata.patch_size, integer=True, high_is="the patch size")
+        check(
+            {
+                "mode": OneOf(("image", "patch")),
+                "stride": stride if self.mode == "patch" else COUNT,
+                "tile": Interval(8, integer=True, optional=True),
+                "overlap": Interval(0, integer=True),
+                "max_pixels": POSITIVE,
+                "precision": OneOf(PRECISIONS),
+                "batch_size": COUNT,
+            },
+            vars(self),
+        )  # refused before any image is read
         self.preprocessing = preprocessing_from(self.metadata.preprocessing)
+        self.postprocessing = Postprocessing(self.metadata.task, self.inside_fov, self.largest_region)
 
     def __call__(self, rgb) -> np.ndarray:
-        """(H, W, 3) uint8 RGB, or an image file's path -> (H, W) float32 probabilities at its size.
+        """(H, W, 3) uint8 RGB, or an image file's path -> (H, W) float32 probabilities at its size, post-processed.
 
         The probabilities are a :class:`patch2image.fundus_check.Probabilities` array: ``.looks_like_fundus``
         is False, and ``.fundus.warning`` says why, when the photograph does not look like a fundus photograph.
         """
-        from patch2image.fundus_check import check_photograph, with_check
-
         if isinstance(rgb, str | Path):
-            from patch2image.data import read_image
-
             rgb = read_image(rgb)
         rgb = np.asarray(rgb)
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -498,16 +497,21 @@ class Segmenter:
         from patch2image.data.io import check_pixels
 
         check_pixels("image array", rgb.shape[1], rgb.shape[0], "array holds")  # the limit files have
-        return with_check(self.finish(self.predict(self.prepare(rgb)), rgb.shape[:2]), check_photograph(rgb))
+        fov = field_of_view_mask(rgb)  # once, for the working scale, clearing outside the eye and the fundus check
+        return with_check(self.finish(self.predict(self.prepare(rgb, fov)), fov), check_photograph(rgb, fov))
 
     @property
     def threshold(self) -> float:
         """The threshold the model was scored at (0.5, or the one chosen on its validation images)."""
         return self.metadata.threshold
 
-    def mask(self, rgb) -> np.ndarray:
-        """(H, W) bool: the vessels (or the optic disc) at :attr:`threshold`."""
-        return self(rgb) >= self.threshold
+    def mask(self, rgb, threshold: float | None = None) -> np.ndarray:
+        """(H, W) bool: the vessels (or the optic disc) at ``threshold`` (default :attr:`threshold`)."""
+        return self.mask_of(self(rgb), threshold)
+
+    def mask_of(self, prob: np.ndarray, threshold: float | None = None) -> np.ndarray:
+        """The mask of probabilities :meth:`__call__` or :meth:`finish` gave, at ``threshold`` (default the model's)."""
+        return self.postprocessing.mask(prob, self.threshold if threshold is None else threshold)
 
     # The three steps of __call__, apart so that a batch command can run ``prepare`` and ``finish`` in
     # other processes while this one runs the network (``patch2image segment --workers``).
@@ -540,10 +544,9 @@ class Segmenter:
             raise UserError(f"{model} gave NaN or infinite probabilities; its weights are damaged")
         return prob
 
-    @staticmethod
-    def finish(prob: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        """A :meth:`predict` output resized back to the photograph's (height, width), within [0, 1]."""
-        return np.clip(resize(prob, size), 0, 1)
+    def finish(self, prob: np.ndarray, fov: np.ndarray) -> np.ndarray:
+        """A :meth:`predict` output post-processed at the photograph's size: ``fov`` is its field-of-view mask."""
+        return self.postprocessing.probabilities(prob, fov)
 
     def _predict(self, image: np.ndarray) -> np.ndarray:
         if self.mode == "patch":
@@ -560,3 +563,23 @@ class Segmenter:
             precision=self.precision,
             tta=self.tta,
         )
+
+
+def load_segmenter(
+    name_or_path: str | Path,
+    *,
+    backend: str = "auto",
+    precision: str = "auto",
+    threads: int | None = None,
+    network: str | None = None,
+    announce=None,
+    **options,
+) -> Segmenter:
+    """A :class:`Segmenter` for a shipped model's name, a weights file or an ``.onnx`` file.
+
+    The Python API (:func:`patch2image.load`), ``segment`` and ``evaluate`` all load through here, so
+    they share the defaults: ``backend="auto"`` and ``precision="auto"`` (the fastest measured on this
+    machine, :func:`patch2image.runtime.backends.load_backend`). ``options`` go to :class:`Segmenter`.
+    """
+    runner, metadata, _ = load_backend(name_or_path, backend, threads, network, precision, announce)
+    return Segmenter(runner, metadata, **options)

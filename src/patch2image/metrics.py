@@ -29,6 +29,17 @@ from collections.abc import Iterable
 import numpy as np
 
 METRICS = ("auc", "spec", "sens", "acc", "dice", "jaccard", "auprc")
+METRIC_LABELS = {
+    "auc": "AUC",
+    "spec": "Spec",
+    "sens": "Sens",
+    "acc": "Acc",
+    "dice": "Dice",
+    "jaccard": "Jaccard",
+    "auprc": "AUPRC",
+}
+"""Each metric's name in tables and figures; a new metric is a function in :func:`image_metrics`, its name in
+``METRICS`` and its label here."""
 COUNTS = ("tp", "fp", "fn", "tn")
 
 

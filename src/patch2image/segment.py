@@ -42,15 +42,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from patch2image.atomic_files import write_text
+from patch2image.data import field_of_view_mask, read_image
 from patch2image.data.io import write_png
 from patch2image.data.pairing import is_image_file, without_image_extension
 from patch2image.errors import UserError
+from patch2image.fundus_check import check_photograph
 from patch2image.inference import Segmenter
+from patch2image.parameters import THRESHOLD, Interval, OneOf, check
+from patch2image.postprocessing import disc_measurement, overlay, probability_png
 
 OUTPUTS = ("prob", "mask", "overlay")
-OVERLAY_COLOURS = {"vessels": np.array([0, 255, 0], np.float32), "optic_disc": np.array([255, 200, 0], np.float32)}
-"""RGB tint of the segmented pixels: green vessels, an amber optic disc."""
-OVERLAY_ALPHA = 0.6
 DISC_COLUMNS = ("image", "centre_x", "centre_y", "diameter")
 """``optic_disc.csv``: the disc's centroid and its equivalent diameter (of a circle of the same area),
 in pixels of the original photograph."""
@@ -161,8 +163,6 @@ def read_manifest(out_dir: str | Path) -> set[str]:
 
 
 def write_manifest(out_dir: str | Path, names: set[str]) -> None:
-    from patch2image.atomic_files import write_text
-
     record = {"written_by": "patch2image segment", "outputs": sorted(names)}
     write_text(Path(out_dir) / MANIFEST, json.dumps(record, indent=1) + "\n")
 
@@ -220,51 +220,16 @@ class OutputRecord:
 # --------------------------------------------------------------------------- outputs
 
 
-def probability_png(prob: np.ndarray, bits: int = 16) -> np.ndarray:
-    """Probabilities as PNG grey levels: 16 bits (value / 65535) keep the ranking of faint vessels,
-    which 8 bits (value / 255, for viewing) would tie with the background below 1/510."""
-    top = 65535 if bits == 16 else 255
-    return np.round(np.clip(prob, 0, 1) * top).astype(np.uint16 if bits == 16 else np.uint8)
-
-
-def overlay(rgb: np.ndarray, mask: np.ndarray, task: str = "vessels") -> np.ndarray:
-    """The photograph with the segmented pixels tinted in the task's colour (``OVERLAY_COLOURS``)."""
-    # One 256-entry table per channel: no float copy of a possibly 12-megapixel photograph.
-    levels = np.arange(256, dtype=np.float32)[None, :]
-    colour = OVERLAY_COLOURS[task][:, None]
-    tables = np.round((1 - OVERLAY_ALPHA) * levels + OVERLAY_ALPHA * colour).astype(np.uint8)
-    result = rgb.copy()
-    result[mask] = tables[np.arange(3), rgb[mask]]
-    return result
-
-
 @dataclasses.dataclass(frozen=True)
 class Outputs:
     """What ``segment`` writes for each photograph."""
 
-    threshold: float = 0.5
+    threshold: float | None = None  # None: the model's
     prob_bits: int = 16  # 16-bit probability maps, or 8-bit for viewing
-    task: str = "vessels"  # optic_disc: one region, its overlay in amber, and its centre and size measured
-    largest_region: bool = True  # optic disc: keep the largest connected region of the mask
-    inside_fov: bool = True  # clear everything outside the photograph's field of view (its dark surround)
+    task: str = "vessels"  # optic_disc: its overlay in amber, and its centre and size measured
 
-
-def largest_region(mask: np.ndarray) -> np.ndarray:
-    """The largest 8-connected region of a binary mask (the optic disc is one region; specks are not)."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    if count <= 2:
-        return mask
-    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-
-
-def disc_measurement(mask: np.ndarray) -> dict:
-    """Centroid (x, y) and equivalent diameter of the segmented disc, in pixels; empty values without one."""
-    rows, cols = np.nonzero(mask)
-    if not len(rows):
-        return {"centre_x": "", "centre_y": "", "diameter": ""}
-    diameter = 2 * np.sqrt(len(rows) / np.pi)
-    return {"centre_x": round(float(cols.mean()), 1), "centre_y": round(float(rows.mean()), 1),
-            "diameter": round(float(diameter), 1)}  # fmt: skip
+    def __post_init__(self):
+        check({"threshold": THRESHOLD.but_optional(), "prob_bits": OneOf((16, 8))}, vars(self))
 
 
 def disc_table(measured: "Measured") -> str:
@@ -275,32 +240,12 @@ def disc_table(measured: "Measured") -> str:
     return "\n".join(lines) + "\n"
 
 
-def inside_field_of_view(prob: np.ndarray, rgb: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray:
-    """``prob`` set to 0 outside the photograph's field of view, where there is no retina to find vessels in.
-
-    ``fov``: the photograph's field-of-view mask, when the caller has it already. A photograph without a
-    dark surround (a crop inside the eye) is left as it is.
-    """
-    from patch2image.data import field_of_view_mask
-
-    fov = field_of_view_mask(rgb) if fov is None else fov
-    return prob if fov.all() else np.where(fov, prob, 0).astype(prob.dtype, copy=False)
-
-
-def write_outputs(
-    out_dir: Path, stem: str, rgb: np.ndarray, prob: np.ndarray, outputs: Outputs, fov: np.ndarray | None = None
-) -> dict | None:
+def write_outputs(out_dir: Path, stem: str, rgb: np.ndarray, prob: np.ndarray, mask: np.ndarray, outputs: Outputs):
     """``stem_prob.png``, ``stem_mask.png`` and ``stem_overlay.png`` in ``out_dir``; the disc's measurement."""
-    if outputs.inside_fov:
-        prob = inside_field_of_view(prob, rgb, fov)
-    mask = prob >= outputs.threshold
-    optic_disc = outputs.task == "optic_disc"
-    if optic_disc and outputs.largest_region:
-        mask = largest_region(mask)
     write_png(out_dir / f"{stem}_prob.png", probability_png(prob, outputs.prob_bits))
     write_png(out_dir / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
     write_png(out_dir / f"{stem}_overlay.png", overlay(rgb, mask, outputs.task))
-    return disc_measurement(mask) if optic_disc else None
+    return disc_measurement(mask) if outputs.task == "optic_disc" else None
 
 
 # --------------------------------------------------------------------------- the two halves around the network
@@ -311,18 +256,17 @@ def prepare_file(path: Path, preparer: Segmenter) -> tuple[np.ndarray, np.ndarra
 
     The mask is found once here for both its uses: the working scale and clearing outside the eye.
     """
-    from patch2image.data import field_of_view_mask, read_image
-
     rgb = read_image(path)
     fov = field_of_view_mask(rgb)
     return rgb, fov, preparer.prepare(rgb, fov)
 
 
 def finish_file(
-    out_dir: Path, stem: str, rgb: np.ndarray, fov: np.ndarray, prob: np.ndarray, outputs: Outputs
+    out_dir: Path, stem: str, rgb: np.ndarray, fov: np.ndarray, prob: np.ndarray, outputs: Outputs, finisher: Segmenter
 ) -> dict | None:
-    """Bring the network's probabilities back to the photograph's size and write the three outputs."""
-    return write_outputs(out_dir, stem, rgb, Segmenter.finish(prob, rgb.shape[:2]), outputs, fov)
+    """Post-process the network's probabilities (``finisher``'s, whose model is not used); write the three outputs."""
+    prob = finisher.finish(prob, fov)
+    return write_outputs(out_dir, stem, rgb, prob, finisher.mask_of(prob, outputs.threshold), outputs)
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -475,6 +419,7 @@ class _Workers:
 
     def __init__(self, workers: int):
         self.workers = workers
+        self.others = set(multiprocessing.active_children())  # child processes that are not this pool's workers
         self.executor = _new_executor(workers)
 
     def submit(self, fn: Callable, *args) -> Future:
@@ -496,7 +441,7 @@ class _Workers:
         command never exits (seen under heavy load). A worker still busy after ``STOP_SECONDS`` (a
         decoder stuck on a damaged file) is killed, and the temporary files of its writes removed.
         """
-        processes = list((getattr(self.executor, "_processes", None) or {}).values())
+        processes = [p for p in multiprocessing.active_children() if p not in self.others]
         self.executor.shutdown(wait=False, cancel_futures=True)
         deadline = time.monotonic() + STOP_SECONDS
         for process in processes:
@@ -515,6 +460,43 @@ Report = Callable[[Path, Exception | None], None]
 """Called once per file when it is done: with None on success, else with what went wrong."""
 Measured = dict[Path, dict]
 """Optic disc: each segmented file's measurement (``DISC_COLUMNS``)."""
+
+
+def segment_photographs(
+    files: list[Path],
+    segmenter: Segmenter,
+    out_dir: Path,
+    outputs: Outputs,
+    report: Report,
+    workers: int = 0,
+    overwrite: bool = False,
+    warn: Callable[[Path, str], None] | None = None,
+) -> Path | None:
+    """``patch2image segment``: ``files`` into ``out_dir``, which is checked, created and its record kept.
+
+    Nothing is written when an output would replace an input or a file ``segment`` did not write
+    (unless ``overwrite``; :class:`OutputRecord`). Each file is reported, and warned about, as
+    :func:`segment_files` does.
+    Returns the optic disc's table (``optic_disc.csv``), None for vessels.
+    """
+    check({"workers": Interval(0, integer=True)}, {"workers": workers})
+    check_stems(files)
+    record = OutputRecord(out_dir, files, segmenter.metadata.task)
+    record.check(overwrite)  # before anything is written: never an input, never a file segment did not write
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{out_dir}: cannot create the output folder ({exc.strerror or exc})") from None
+    record.claim()
+    try:
+        measured = segment_files(files, segmenter, out_dir, outputs, report, workers, warn)
+        if not measured:
+            return None
+        write_text(out_dir / "optic_disc.csv", disc_table(measured))
+        return out_dir / "optic_disc.csv"
+    finally:
+        with contextlib.suppress(UserError):  # the claim stays: names of files this run may have written
+            record.settle()
 
 
 def segment_files(
@@ -547,7 +529,7 @@ def segment_files(
                     rgb, fov, network_input = prepare_file(path, segmenter)
                     _warn_if_not_fundus(path, rgb, fov, warn)
                     prob = segmenter.predict(network_input)
-                    found = finish_file(out_dir, output_stem(path), rgb, fov, prob, outputs)
+                    found = finish_file(out_dir, output_stem(path), rgb, fov, prob, outputs, segmenter)
                 except Exception as exc:  # one bad file must not stop the others; KeyboardInterrupt still does
                     report(path, exc)
                 else:
@@ -560,8 +542,6 @@ def segment_files(
 
 
 def _warn_if_not_fundus(path: Path, rgb: np.ndarray, fov: np.ndarray, warn: Callable | None) -> None:
-    from patch2image.fundus_check import check_photograph
-
     if warn is not None and (warning := check_photograph(rgb, fov).warning):
         warn(path, warning)
 
@@ -595,7 +575,7 @@ def _segment_in_workers(files, segmenter: Segmenter, out_dir, outputs, report, w
                 done = Future()
                 done.set_exception(exc)
             else:
-                done = pool.submit(finish_file, out_dir, output_stem(path), rgb, fov, prob, outputs)
+                done = pool.submit(finish_file, out_dir, output_stem(path), rgb, fov, prob, outputs, preparer)
                 del rgb, fov, network_input, prob  # only the pending task holds them now, until a worker takes it
             writing.append((path, done))
             while len(writing) > workers:
@@ -628,22 +608,6 @@ def _collect(path: Path, future: Future, report: Report, measured: Measured) -> 
         if found is not None:
             measured[path] = found
         report(path, None)
-
-
-# --------------------------------------------------------------------------- model
-
-
-def load_segmentation_model(
-    name_or_path: str, backend: str | None, threads: int | None = None, network: str | None = None, **options
-) -> tuple[object, dict, str]:
-    """(model, metadata, backend) for ``--model`` and ``--backend``: see ``runtime.backends.load_backend``.
-
-    Without a backend, ``.onnx`` files run with onnxruntime and weights with PyTorch; ``options`` are
-    ``precision`` and ``announce``.
-    """
-    from patch2image.runtime.backends import load_backend
-
-    return load_backend(name_or_path, backend, threads, network, **options)
 
 
 def describe_failure(path: Path, exc: Exception) -> str:

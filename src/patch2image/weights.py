@@ -23,7 +23,8 @@ from torch import nn
 
 from patch2image.atomic_files import atomic_write
 from patch2image.errors import UserError
-from patch2image.networks import create_network, planned_network
+from patch2image.networks import create_network, planned_network, with_input_channels
+from patch2image.preprocessing import preprocessing_from
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 METADATA_KEY = "patch2image"
@@ -47,8 +48,8 @@ class WeightsMetadata:
     """
 
     network: str | None = None  # a registered name, or a user's module:Class
-    network_args: dict = field(default_factory=dict)  # keyword arguments of the network's constructor;
-    # in_channels only for colour input (a file without it holds a one-channel network)
+    network_args: dict = field(default_factory=dict)  # keyword arguments of the network's constructor but
+    # in_channels, which the pre-processing gives (:attr:`network_arguments`; files of before may hold it too)
     size_divisor: int = 4  # the input sides must be multiples of it
     task: str = "vessels"  # or optic_disc
     input_size: list[int] | None = None  # (height, width) the training images were resized to
@@ -67,6 +68,11 @@ class WeightsMetadata:
     extra: dict = field(default_factory=dict)  # anything else: a shipped model's configuration, wall times
     software: str = field(default_factory=_software_version)
     schema: int = SCHEMA
+
+    @property
+    def network_arguments(self) -> dict:
+        """The network constructor's arguments, ``in_channels`` derived from ``preprocessing``."""
+        return with_input_channels(self.network_args, preprocessing_from(self.preprocessing).channels)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -278,11 +284,12 @@ def load_model(name_or_path: str | Path, network: str | None = None) -> tuple[nn
             f"{path}: the metadata names the user network {network_name!r}; pass --network {network_name} to import it"
         )
     try:
-        planned = planned_network(network_name, **metadata.network_args)  # shapes, no memory
+        arguments = metadata.network_arguments
+        planned = planned_network(network_name, **arguments)  # shapes, no memory
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
     check_state(planned, tensors, str(path))
-    model = create_network(network_name, **metadata.network_args)
+    model = create_network(network_name, **arguments)
     model.load_state_dict(tensors)
     return model.eval(), metadata
 

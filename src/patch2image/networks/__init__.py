@@ -18,6 +18,29 @@ from patch2image.networks.light import Light
 from patch2image.networks.mini_unet import MiniUnet
 
 NETWORKS: dict[str, type[nn.Module]] = {"light": Light, "mini-unet": MiniUnet, "dense": Dense}
+"""Every registered network, in the paper's order (reports list them so)."""
+NETWORK_LABELS = {"light": "Light", "mini-unet": "Mini-Unet", "dense": "Dense"}
+"""Each registered network's name in reports and tables."""
+
+
+def with_input_channels(network_args: dict, channels: int) -> dict:
+    """A network's constructor arguments, ``in_channels`` taken from the pre-processing's ``channels``.
+
+    The channel count lives in one place, the pre-processing (``channel: rgb`` gives 3); ``in_channels``
+    is left out for one channel, the networks' default, so that user networks without that argument work.
+    """
+    given = network_args.get("in_channels", channels)
+    if given != channels:
+        raise UserError(
+            f"network_args.in_channels: {given!r}, but the pre-processing gives {channels} channel(s); leave it out"
+        )
+    arguments = {k: v for k, v in network_args.items() if k != "in_channels"}
+    return arguments | ({"in_channels": channels} if channels > 1 else {})
+
+
+def network_label(network: str) -> str:
+    """What reports call a network: its label, else (a user's ``module:Class``) its name."""
+    return NETWORK_LABELS.get(network, network)
 
 
 DEFAULT_SIZE_DIVISOR = 4

@@ -17,8 +17,9 @@ from matplotlib.ticker import NullFormatter
 from PIL import Image
 
 from patch2image.evaluation import ROW_LABELS, ROWS
+from patch2image.networks import network_label
 from patch2image.paper_results import paper_value
-from patch2image.report.runs import Group, Run, Section, network_label
+from patch2image.report.runs import Group, Run, Section
 
 ROW_COLOURS = {"patch": "#4c72b0", "frozen": "#dd8452", "finetuned": "#55a868", "scratch": "#c44e52"}
 PANEL_COLUMNS = ("image", "label", "scratch", "patch", "frozen", "finetuned")  # the paper's Figure 6 order

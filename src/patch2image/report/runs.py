@@ -18,7 +18,6 @@ from patch2image.errors import UserError
 from patch2image.evaluation import PROTOCOLS, ROWS, SECOND_OBSERVER, merge_evaluations, read_run_metrics
 from patch2image.networks import NETWORKS
 
-NETWORK_ORDER = ("light", "mini-unet", "dense")
 DATASET_NAMES = {kind: spec.title for kind, spec in DATASETS.items()} | {"synthetic": "Synthetic data"}
 NETWORK_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", re.ASCII)
 """A user network, ``module:Class``, as ``network:`` names it in a configuration."""
@@ -253,13 +252,10 @@ def _group(network: str, runs: list[Run]) -> Group:
 
 
 def _network_key(network: str) -> tuple:
-    return (NETWORK_ORDER.index(network), "") if network in NETWORK_ORDER else (len(NETWORK_ORDER), network)
+    order = list(NETWORKS)
+    return (order.index(network), "") if network in order else (len(order), network)
 
 
 def _dataset_key(dataset: str, protocol: str) -> tuple:
     order = list(DATASET_NAMES)
     return (order.index(dataset) if dataset in order else len(order), dataset, protocol != "paper", protocol)
-
-
-def network_label(network: str) -> str:
-    return {"light": "Light", "mini-unet": "Mini-Unet", "dense": "Dense"}.get(network, network)

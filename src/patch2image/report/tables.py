@@ -11,19 +11,11 @@ import math
 from dataclasses import dataclass, field
 
 from patch2image.evaluation import ROW_LABELS, ROWS
-from patch2image.metrics import METRICS
+from patch2image.metrics import METRIC_LABELS, METRICS
+from patch2image.networks import network_label
 from patch2image.paper_results import IDRID_CHALLENGE_BEST_JACCARD, TABLES, paper_value
-from patch2image.report.runs import SECOND_OBSERVER, Section, network_label
+from patch2image.report.runs import SECOND_OBSERVER, Section
 
-METRIC_LABELS = {
-    "auc": "AUC",
-    "spec": "Spec",
-    "sens": "Sens",
-    "acc": "Acc",
-    "dice": "Dice",
-    "jaccard": "Jaccard",
-    "auprc": "AUPRC",
-}
 PROTOCOL_LABELS = {
     "whole": "whole image (background outside the field of view included, as in the paper)",
     "fov": "inside the field of view (FOV) only",

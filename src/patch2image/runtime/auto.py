@@ -190,8 +190,8 @@ class AutoModel:
     def _key(self, size: tuple) -> str:
         """A readable key of what the timings depend on."""
         network = self.metadata.network or "?"
-        if self.metadata.network_args:
-            network += " " + json.dumps(self.metadata.network_args, sort_keys=True)
+        if self.metadata.network_arguments:
+            network += " " + json.dumps(self.metadata.network_arguments, sort_keys=True)
         versions = ", ".join(f"{name} {_version(name)}" for name in sorted({n.split()[0] for n in self.factories}))
         threads = self.threads or torch.get_num_threads()
         shape = "x".join(map(str, size))

@@ -177,6 +177,12 @@ def _quiet_exporter():
         logger.setLevel(level)
 
 
+def build(source, precision: str = "fp32", layout: str = "channels_last") -> "OnnxModel":
+    """The backend registry's entry (:data:`patch2image.runtime.backends.BACKENDS`): onnxruntime on the model's ONNX
+    (float32 whatever ``precision`` says)."""
+    return OnnxModel(source.onnx_source(), source.threads)
+
+
 class OnnxModel:
     """An exported model run by onnxruntime, usable wherever ``predict_image`` takes a model.
 
@@ -194,6 +200,8 @@ class OnnxModel:
     size_divisor : int
         What the input sides must be multiples of.
     """
+
+    precision = "fp32"  # onnxruntime's CPU kernels: float32 only
 
     def __init__(self, source: str | Path | bytes, threads: int | None = None):
         import onnxruntime as ort

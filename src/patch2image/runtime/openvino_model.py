@@ -22,6 +22,15 @@ HINTS = {"fp32": "f32", "bf16": "bf16"}
 """``precision`` -> OpenVINO's ``INFERENCE_PRECISION_HINT``."""
 
 
+def build(source, precision: str, layout: str = "channels_last") -> "OpenVinoModel":
+    """The backend registry's entry (:data:`patch2image.runtime.backends.BACKENDS`): OpenVINO on the model's ONNX."""
+    return OpenVinoModel(source.onnx_source(), source.threads, precision)
+
+
+def available() -> bool:
+    return openvino_available()
+
+
 def openvino_available() -> bool:
     """Whether the ``openvino`` package imports here (it is a dependency, but a broken install happens)."""
     try:

@@ -52,15 +52,9 @@ from patch2image.data.io import header_size, write_png
 from patch2image.errors import UserError
 from patch2image.fundus_check import check_photograph
 from patch2image.inference import Segmenter, working_size
-from patch2image.segment import (
-    OVERLAY_ALPHA,
-    OVERLAY_COLOURS,
-    inside_field_of_view,
-    largest_region,
-    output_stem,
-    overlay,
-    probability_png,
-)
+from patch2image.parameters import THRESHOLD
+from patch2image.postprocessing import OVERLAY_ALPHA, OVERLAY_COLOURS, overlay, probability_png
+from patch2image.segment import output_stem
 from patch2image.serve import folders, guard
 from patch2image.serve.guard import is_loopback
 from patch2image.weights import (
@@ -242,8 +236,8 @@ def parse_threshold(value: object, filename: str) -> float:
         threshold = float(str(value).strip())
     except ValueError:
         threshold = math.nan
-    if not 0 <= threshold <= 1:  # NaN fails too
-        raise UserError(f"{filename}: threshold {str(value)[:40]!r} must be a number between 0 and 1")
+    if threshold not in THRESHOLD:  # NaN fails too
+        raise UserError(f"{filename}: threshold {str(value)[:40]!r}: must be a number {THRESHOLD}")
     return round(threshold, 4)
 
 
@@ -316,8 +310,7 @@ class ServeState:
                 network_input = segmenter.prepare(rgb, fov)
                 with entry.lock:
                     raw = segmenter.predict(network_input)
-                prob = Segmenter.finish(raw, rgb.shape[:2]).astype(np.float32, copy=False)
-                prob = inside_field_of_view(prob, rgb, fov)
+                prob = segmenter.finish(raw, fov)
                 seconds = time.perf_counter() - started
                 upload.unlink()
                 np.save(folder / "prob.npy", prob)
@@ -431,17 +424,14 @@ class ServeState:
             return f"{name}-{round(threshold * 10_000):05d}.png"
         return f"{name}.png"
 
-    @staticmethod
-    def _image(result: Result, kind: str, threshold: float) -> np.ndarray:
+    def _image(self, result: Result, kind: str, threshold: float) -> np.ndarray:
         folder = result.folder
         if kind == "prob.png":
             return probability_png(np.load(folder / "prob.npy"))
         if kind in ("photo.png", "preview.png"):
             rgb = np.load(folder / "rgb.npy")
             return rgb if kind == "photo.png" else _shrink(rgb, result, cv2.INTER_AREA)
-        mask = np.load(folder / "prob.npy") >= threshold
-        if result.task == "optic_disc":
-            mask = largest_region(mask)  # one region, as `patch2image segment` writes it
+        mask = self.models.entries[result.model].segmenter.mask_of(np.load(folder / "prob.npy"), threshold)
         if kind == "mask.png":
             return mask.astype(np.uint8) * 255
         if kind == "overlay.png":

@@ -122,17 +122,9 @@ def fit(
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         data = train(generator) if callable(train) else train
         loss = _train_epoch(
-            trained,
-            optimizer,
-            data,
-            config.batch_size,
-            generator,
-            augmentation,
-            settings,
-            device,
-            f"{phase} {epoch}",
+            trained, optimizer, data, config.batch_size, generator, augmentation, settings, device, f"{phase} {epoch}",
             quiet,
-        )
+        )  # fmt: skip
         _check_finite(loss, "training", phase, epoch, state, checkpoint)
         val_loss = validation_loss(model, val, config.batch_size, settings, device) if distributed.is_main() else 0.0
         val_loss = distributed.broadcast_from_main(val_loss, device)
@@ -142,16 +134,7 @@ def fit(
         row["seconds"] = round(time.perf_counter() - started, 3)
         row["settings"] = state["settings"]
         state["rows"].append(row)
-        if val_loss < state["best_val"]:
-            state.update(best_val=val_loss, best_epoch=epoch, bad_epochs=0)
-            best = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            state["bad_epochs"] += 1
-            if state["bad_epochs"] % LR_PATIENCE == 0:
-                for group in optimizer.param_groups:
-                    group["lr"] = max(group["lr"] * LR_FACTOR, LR_FLOOR)
-        if config.patience is not None and state["bad_epochs"] >= config.patience:
-            state["finished"] = True
+        best = _schedule(state, model, optimizer, val_loss, epoch, config) or best
         state["epoch"] = epoch
         state["finished"] = state["finished"] or epoch >= config.epochs
         if distributed.is_main():
@@ -165,6 +148,22 @@ def fit(
         distributed.barrier()
     model.load_state_dict(best)
     return state["rows"]
+
+
+def _schedule(state: dict, model, optimizer, val_loss: float, epoch: int, config: PhaseConfig) -> dict | None:
+    """After an epoch: the best weights so far (None: no better), the learning rate cut on a plateau, early stopping."""
+    best = None
+    if val_loss < state["best_val"]:
+        state.update(best_val=val_loss, best_epoch=epoch, bad_epochs=0)
+        best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    else:
+        state["bad_epochs"] += 1
+        if state["bad_epochs"] % LR_PATIENCE == 0:
+            for group in optimizer.param_groups:
+                group["lr"] = max(group["lr"] * LR_FACTOR, LR_FLOOR)
+    if config.patience is not None and state["bad_epochs"] >= config.patience:
+        state["finished"] = True
+    return best
 
 
 def _choose(model, val: TrainingData, batch_size: int, precision, layout, device, phase) -> TrainingSettings:

@@ -29,21 +29,24 @@ def patch_training(run: RunDirectory) -> None:
 
 
 def transfer(run: RunDirectory) -> None:
-    """Phase 3: the patch-trained network applied to whole images as it is; row Image/Frozen."""
+    """Phase 3: the patch-trained network applied to whole images as it is; row Image/Frozen.
+
+    ``patch.safetensors`` is written here, with this row's threshold: a segmenter uses it on whole images.
+    """
     model = run.network("patch")
-    run.score("frozen", lambda g: predict_image(model, g))
+    run.keep("patch", run.score("frozen", lambda g: predict_image(model, g)))
 
 
 def fine_tune(run: RunDirectory) -> None:
     """Phase 4: the transferred weights trained further on whole images; row Image/Fine-tuned."""
     model = run.trained("finetune", run.train.training_data(), run.config.augmentation, start_from="patch")
-    run.score("finetuned", lambda g: predict_image(model, g))
+    run.keep("finetune", run.score("finetuned", lambda g: predict_image(model, g)))
 
 
 def scratch_training(run: RunDirectory) -> None:
     """The baseline: the same network trained on whole images from random weights; row Image/Scratch."""
     model = run.trained("scratch", run.train.training_data(), run.config.augmentation)
-    run.score("scratch", lambda g: predict_image(model, g))
+    run.keep("scratch", run.score("scratch", lambda g: predict_image(model, g)))
 
 
 PHASE_STEPS = {"patch": (patch_training, transfer), "finetune": (fine_tune,), "scratch": (scratch_training,)}

@@ -17,7 +17,7 @@ import torch
 from patch2image.atomic_files import read_json, write_text
 from patch2image.config import Config
 from patch2image.data import write_png
-from patch2image.evaluation import SECOND_OBSERVER, evaluate_cases, write_evaluation
+from patch2image.evaluation import SECOND_OBSERVER, evaluate_cases, read_evaluation, write_evaluation
 from patch2image.metrics import best_dice_threshold
 from patch2image.networks import count_parameters, create_network, size_divisor
 from patch2image.preprocessing import resize
@@ -49,7 +49,7 @@ class RunDirectory:
         network = self.new_network()
         self.metadata = WeightsMetadata(
             network=config.network,
-            network_args=config.network_arguments,
+            network_args=config.network_args,  # in_channels: the pre-processing says it
             size_divisor=size_divisor(network),
             task=self.task,
             input_size=list(self.train.label.shape[1:]),
@@ -85,7 +85,10 @@ class RunDirectory:
         return create_network(self.config.network, **self.config.network_arguments)
 
     def trained(self, phase: str, train_data, augmentation, start_from: str | None = None) -> torch.nn.Module:
-        """The phase's network: read from its weights file, or trained (resuming its checkpoint) and saved."""
+        """The phase's network: read from its weights file, or trained (resuming its checkpoint).
+
+        Its weights file is written by :meth:`keep` once the network is scored, with the threshold chosen.
+        """
         weights = self.out / f"{WEIGHTS[phase]}.safetensors"
         model = self.networks[phase] = self.new_network()
         if weights.exists():
@@ -106,15 +109,29 @@ class RunDirectory:
             if rows and rows[-1].get("settings"):  # what auto chose: a run is repeated exactly by fixing it
                 self.info.setdefault("training_settings", {})[phase] = rows[-1]["settings"]
             write_text(self.out / "run.json", json.dumps(self.info, indent=2))
-            save_weights(weights, model, self.metadata)
         distributed.barrier()
         return model.eval()
 
-    def score(self, row: str, predict) -> None:
-        """Score one row on the test images at their original size (rank 0; skipped once written)."""
+    def keep(self, phase: str, threshold: float | None) -> None:
+        """Write the phase's weights file (rank 0; once), with the threshold its row was scored at in the metadata.
+
+        So that weights trained with ``threshold: validation`` segment at that threshold wherever they are used.
+        """
+        weights = self.out / f"{WEIGHTS[phase]}.safetensors"
+        if distributed.is_main() and not weights.exists():
+            save_weights(weights, self.networks[phase], dataclasses.replace(self.metadata, threshold=threshold))
+        distributed.barrier()
+
+    def score(self, row: str, predict) -> float | None:
+        """Score one row on the test images at their original size (rank 0; skipped once written).
+
+        Returns the threshold it was scored at (None on the other ranks).
+        """
         target = self.out / "metrics" / f"{row}.json"
-        if target.exists() or not distributed.is_main():
-            return
+        if not distributed.is_main():
+            return None
+        if target.exists():
+            return read_evaluation(target)["whole"]["threshold"]
         threshold = self.config.evaluation.threshold
         if threshold == "validation":
             threshold = best_dice_threshold([predict(image) for image in self.val.inputs], list(self.val.label))
@@ -130,6 +147,7 @@ class RunDirectory:
                 write_png(predictions / "image" / f"{name}.png", sample.image)
             cases.append((name, prob, sample.label, sample.fov))
         write_evaluation(evaluate_cases(cases, threshold), target)
+        return threshold
 
     def score_second_observer(self) -> None:
         target = self.out / "metrics" / f"{SECOND_OBSERVER}.json"

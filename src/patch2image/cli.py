@@ -377,7 +377,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
     done = len(segmented)
     choosing = getattr(segmenter.model, "measuring_seconds", 0.0)  # auto's one-time measurement is no segmentation
     seconds = (time.perf_counter() - started - choosing) / max(1, len(files))
-    once = f"; {choosing:.1f} s more to choose the backend, once on this machine" if choosing >= 0.05 else ""
+    remembered = getattr(segmenter.model, "remembered", True)
+    again = "once on this machine" if remembered else "again next run: the cache is not writable"
+    once = f"; {choosing:.1f} s more to choose the backend, {again}" if choosing >= 0.05 else ""
     described = getattr(segmenter.model, "description", args.backend)
     print(f"segmented {done} of {len(files)} images into {args.out} ({described}, {args.mode} mode, "
           f"{seconds:.2f} s per image{once})")  # fmt: skip

@@ -231,17 +231,56 @@ def write_evaluation(result: dict, json_path: str | Path) -> None:
 
 
 def read_evaluation(json_path: str | Path) -> dict:
-    """Read a result that :func:`write_evaluation` wrote; ``null`` metric values come back as NaN."""
-    result = json.loads(Path(json_path).read_text())
+    """Read a result that :func:`write_evaluation` wrote; ``null`` metric values come back as NaN.
+
+    Anything else (text where a number belongs, a damaged histogram) is a ValueError naming the entry.
+    """
+    try:
+        result = json.loads(Path(json_path).read_text())
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(f"not JSON text ({type(exc).__name__})") from None
     protocols = [result.get(name) for name in PROTOCOLS] if isinstance(result, dict) else [None]
     if not any(protocols) or not all(p is None or isinstance(p, dict) for p in protocols):
         raise ValueError(f"expected an object holding one or both of the protocols {', '.join(PROTOCOLS)}")
+    for name, protocol in zip(PROTOCOLS, protocols, strict=True):
+        if protocol is not None:
+            _check_protocol(name, protocol)
     for protocol in filter(None, protocols):  # other entries (``source``) are left as they are
         for values in [protocol.get("mean", {}), protocol.get("pooled", {}), *protocol.get("images", [])]:
             for name in METRICS:
                 if name in values and values[name] is None:
                     values[name] = math.nan
     return result
+
+
+def _check_protocol(name: str, protocol: dict) -> None:
+    """Raise ValueError naming the first entry of ``protocol`` that is not what :func:`write_evaluation` writes."""
+
+    def scores(where: str, values) -> None:
+        if not isinstance(values, dict):
+            raise ValueError(f"{where}: expected an object of metrics, got {type(values).__name__}")
+        for metric in METRICS:
+            value = values.get(metric)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise ValueError(f"{where}.{metric}: expected a number or null, got {value!r}")
+
+    scores(f"{name}.mean", protocol.get("mean", {}))
+    scores(f"{name}.pooled", protocol.get("pooled", {}))
+    images = protocol.get("images", [])
+    if not isinstance(images, list):
+        raise ValueError(f"{name}.images: expected a list, got {type(images).__name__}")
+    for index, image in enumerate(images):
+        scores(f"{name}.images[{index}]", image)
+        if not isinstance(image.get("name"), str):
+            raise ValueError(f"{name}.images[{index}].name: expected a name, got {image.get('name')!r}")
+    threshold = protocol.get("threshold")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int | float)):
+        raise ValueError(f"{name}.threshold: expected a number or null, got {threshold!r}")
+    if protocol.get("pooled_data") is not None:
+        try:
+            PooledScores.from_dict(protocol["pooled_data"])
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise ValueError(f"{name}.pooled_data: not pooled scores ({type(exc).__name__}: {exc})") from None
 
 
 def _csv_value(value) -> str:

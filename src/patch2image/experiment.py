@@ -22,6 +22,7 @@ from patch2image.atomic_files import read_yaml, write_text
 from patch2image.config import PHASES, Config, config_from_dict
 from patch2image.errors import UserError
 from patch2image.evaluation import read_run_metrics
+from patch2image.networks import planned_network
 from patch2image.training import distributed
 from patch2image.training.fit import resolve_device
 from patch2image.training.images import prepare_data
@@ -39,6 +40,7 @@ def run_experiment(
     """
     out = Path(out_dir)
     device = resolve_device(device)
+    planned_network(config.network, **config.network_arguments)  # refused before it runs or anything is written
     distributed.init_from_environment(device)
     stored_config = _check_run_dir(config, out, resume)
     run = RunDirectory(config, out, device, quiet, *prepare_data(config, out))

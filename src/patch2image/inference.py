@@ -36,6 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from patch2image.data import field_of_view_mask, fov_diameter, read_image
+from patch2image.data.io import MAX_MEGAPIXELS
 from patch2image.errors import UserError
 from patch2image.fundus_check import check_photograph, with_check
 from patch2image.networks import size_divisor
@@ -520,6 +521,9 @@ class Segmenter:
         rgb = np.asarray(rgb)
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise UserError(f"expected an RGB image of shape (H, W, 3) and dtype uint8, got {rgb.shape} {rgb.dtype}")
+        from patch2image.data.io import check_pixels
+
+        check_pixels("image array", rgb.shape[1], rgb.shape[0], "array holds")  # the limit files have
         fov = field_of_view_mask(rgb)  # once, for the working scale, clearing outside the eye and the fundus check
         return with_check(self.finish(self.predict(self.prepare(rgb, fov)), fov), check_photograph(rgb, fov))
 
@@ -545,7 +549,12 @@ class Segmenter:
         ``fov``: the photograph's field-of-view mask, when the caller has it already. Uses only the
         metadata, never the model, so it runs as well on a copy whose ``model`` is None.
         """
-        size, _ = working_size(rgb, self.metadata, self.size, fov, self.scale)
+        size, rule = working_size(rgb, self.metadata, self.size, fov, self.scale)
+        if size[0] * size[1] > MAX_MEGAPIXELS * 1e6:  # a tiny field of view found in what is no fundus photograph
+            raise UserError(
+                f"the model would segment it at {size[1]}x{size[0]} = {size[0] * size[1] / 1e6:,.0f} megapixels "
+                f"({rule}); refusing over {MAX_MEGAPIXELS} megapixels"
+            )
         return self.preprocessing(resize(rgb, size), None if fov is None else resize_label(fov, size))
 
     def predict(self, image: np.ndarray) -> np.ndarray:
@@ -554,6 +563,10 @@ class Segmenter:
         if self.tta and self.mode == "patch":
             flipped = [_flip(self._predict(_flip(image, dims)), dims) for dims in FLIPS[1:]]
             prob = (prob + sum(flipped)) / len(FLIPS)
+        if not np.isfinite(prob).all():  # a mask thresholded from NaN is empty, and would pass for a result
+            name = self.metadata.model_name()
+            model = f"model {name!r}" if name else "the model (its metadata gives no name)"
+            raise UserError(f"{model} gave NaN or infinite probabilities; its weights are damaged")
         return prob
 
     def finish(self, prob: np.ndarray, fov: np.ndarray) -> np.ndarray:

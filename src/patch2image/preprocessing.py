@@ -48,6 +48,11 @@ class Preprocessing:
             raise UserError(f"preprocessing.clahe: {self.clahe!r} is not one of opencv, skimage")
         if self.channel not in CHANNELS:
             raise UserError(f"preprocessing.channel: {self.channel!r} is not one of {', '.join(CHANNELS)}")
+        gamma = self.gamma
+        if isinstance(gamma, bool) or not isinstance(gamma, int | float) or not 0 < gamma <= 10:
+            raise UserError(f"preprocessing.gamma: {gamma!r} is not a number above 0, at most 10")
+        if not isinstance(self.extend_fov, bool):
+            raise UserError(f"preprocessing.extend_fov: {self.extend_fov!r} is not true or false")
 
     @property
     def channels(self) -> int:

@@ -7,6 +7,7 @@ pre-processing and, for shipped models, the test metrics. Shipped models live in
 
 import dataclasses
 import json
+import math
 import os
 import re
 import types
@@ -22,7 +23,7 @@ from torch import nn
 
 from patch2image.atomic_files import atomic_write
 from patch2image.errors import UserError
-from patch2image.networks import create_network, with_input_channels
+from patch2image.networks import create_network, planned_network, with_input_channels
 from patch2image.preprocessing import preprocessing_from
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
@@ -102,12 +103,86 @@ class WeightsMetadata:
                 known[key] = _checked(hints[key], value, f"{source}: metadata {key}")
         if (raw.get("schema") or 1) < SCHEMA:
             known["schema"] = SCHEMA  # the first schema's keys are a subset of this one's
-        return cls(**known, extra=extra)
+        metadata = cls(**known, extra=extra)
+        check_values(metadata, source)
+        return metadata
 
     @classmethod
     def coerce(cls, metadata) -> "WeightsMetadata":
         """A ``WeightsMetadata`` as it is, or one read from a dictionary (older code, tests)."""
         return metadata if isinstance(metadata, cls) else cls.from_dict(metadata or {})
+
+
+TASKS = ("vessels", "optic_disc")
+MAX_SIDE = 20_000
+"""The largest image side a weights file may describe (``input_size``, ``fov_diameter``): 400 megapixels."""
+MAX_DEPTH = 32
+"""Metadata nested deeper than this is refused: no weights file needs it, and deep structures exhaust the stack."""
+
+
+def check_values(metadata: WeightsMetadata, source: str) -> None:
+    """Refuse values of the right type but unusable: every reader of weights (API, CLI, page) gets the same line.
+
+    Raises
+    ------
+    UserError
+        ``SOURCE: metadata KEY: what is wrong``.
+    """
+    from patch2image.networks import NETWORKS, check_arguments
+    from patch2image.preprocessing import preprocessing_from
+
+    def refuse(key: str, what: str, value) -> typing.NoReturn:
+        raise UserError(f"{source}: metadata {key}: {what}, got {value!r}")
+
+    m = metadata
+    if not (math.isfinite(m.threshold) and 0 < m.threshold < 1):
+        refuse("threshold", "must be a number between 0 and 1", m.threshold)
+    if not 1 <= m.size_divisor <= 256:
+        refuse("size_divisor", "must be a whole number from 1 to 256", m.size_divisor)
+    if m.fov_diameter is not None and not (math.isfinite(m.fov_diameter) and 1 <= m.fov_diameter <= MAX_SIDE):
+        refuse("fov_diameter", f"must be a number of pixels from 1 to {MAX_SIDE}", m.fov_diameter)
+    if m.input_size is not None and not (len(m.input_size) == 2 and all(_whole(s, 1, MAX_SIDE) for s in m.input_size)):
+        refuse("input_size", f"must be [height, width], whole numbers from 1 to {MAX_SIDE}", m.input_size)
+    if m.task not in TASKS:
+        refuse("task", f"must be one of {', '.join(TASKS)}", m.task)
+    if not (_whole(m.patch_size, 4, 1024) and m.patch_size % 4 == 0):
+        refuse("patch_size", "must be a multiple of 4 from 4 to 1024", m.patch_size)
+    if any(not isinstance(key, str) for key in m.network_args):
+        refuse("network_args", "must map argument names to values", m.network_args)
+    for entry in dataclasses.fields(m):
+        if _depth(getattr(m, entry.name)) > MAX_DEPTH:
+            raise UserError(f"{source}: metadata {entry.name}: nested more than {MAX_DEPTH} levels deep")
+    if not all(isinstance(name, str) for name in m.test_images):
+        refuse("test_images", "must be a list of image names", m.test_images)
+    for protocol, scores in m.metrics.items():
+        if not isinstance(scores, dict) or not all(_number_or_none(v) for v in scores.values()):
+            refuse(f"metrics.{protocol}", "must map metric names to numbers", scores)
+    if m.network in NETWORKS:
+        try:
+            check_arguments(m.network, m.network_args)
+        except UserError as exc:
+            raise UserError(f"{source}: metadata network_args: {exc}") from None
+    try:
+        preprocessing_from(m.preprocessing)
+    except UserError as exc:
+        raise UserError(f"{source}: metadata {str(exc).removeprefix('weights metadata: ')}") from None
+
+
+def _number_or_none(value) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def _whole(value, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _depth(value) -> int:
+    """How deeply lists and dictionaries nest in ``value``, without recursion (counted up to ``MAX_DEPTH + 1``)."""
+    level, current = 0, [value]
+    while current and level <= MAX_DEPTH:
+        current = [v for c in current if isinstance(c, dict | list) for v in (c.values() if isinstance(c, dict) else c)]
+        level += 1
+    return level - 1 if not current else level
 
 
 def _checked(hint, value, where: str):
@@ -162,9 +237,19 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], WeightsMeta
     try:
         tensors, raw = read_safetensors(path)
         stored = json.loads(raw.get(METADATA_KEY, "{}"))
+    except RecursionError:
+        raise UserError(f"{path}: metadata {METADATA_KEY!r} is nested too deeply to read") from None
     except (SafetensorError, OSError, ValueError) as exc:
         raise UserError(f"{path}: not a readable safetensors file ({exc})") from None
+    check_finite(tensors, str(path))
     return tensors, WeightsMetadata.from_dict(stored, str(path))
+
+
+def check_finite(tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse NaN or infinite weights: a network holding them segments nothing, without a word."""
+    for key, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise UserError(f"{source}: tensor {key} holds NaN or infinite values; the weights are damaged")
 
 
 ALIASES = {"optic-disc": "idrid-mini-unet"}
@@ -201,24 +286,38 @@ def load_model(name_or_path: str | Path, network: str | None = None) -> tuple[nn
             f"{path}: the metadata names the user network {network_name!r}; pass --network {network_name} to import it"
         )
     try:
-        model = create_network(network_name, **metadata.network_arguments)
+        arguments = metadata.network_arguments
+        planned = planned_network(network_name, **arguments)  # shapes, no memory
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
-    load_state(model, tensors, f"{path}")
+    check_state(planned, tensors, str(path))
+    model = create_network(network_name, **arguments)
+    model.load_state_dict(tensors)
     return model.eval(), metadata
 
 
 def load_state(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
     """Load tensors into a model, naming the mismatch when they belong to another network."""
+    check_state(model, tensors, source)
+    model.load_state_dict(tensors)
+
+
+def check_state(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse tensors that do not fit ``model`` (built on the meta device or not): names, shapes and kinds.
+
+    Integer tensors where the network holds floating-point ones are refused: they load without error,
+    then compute in whole numbers.
+    """
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     wrong = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
+    kind = [k for k in expected if k in tensors and tensors[k].is_floating_point() != expected[k].is_floating_point()]
+    if missing or unexpected or wrong or kind:
         detail = (missing and f"missing {missing[0]}") or (unexpected and f"unexpected {unexpected[0]}")
-        detail = detail or f"{wrong[0]} has shape {tuple(tensors[wrong[0]].shape)}"
+        detail = detail or (wrong and f"{wrong[0]} has shape {tuple(tensors[wrong[0]].shape)}")
+        detail = detail or f"{kind[0]} holds {tensors[kind[0]].dtype} values, not {expected[kind[0]].dtype}"
         raise UserError(f"{source}: weights do not fit the network {type(model).__name__} ({detail})")
-    model.load_state_dict(tensors)
 
 
 def shipped_models() -> list[tuple[str, WeightsMetadata]]:

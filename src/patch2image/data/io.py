@@ -5,6 +5,7 @@ Formats: whatever Pillow decodes (PNG, JPEG, TIFF, GIF, PPM/PGM, BMP, ...), opti
 """
 
 import gzip
+import io
 import struct
 import warnings
 import zlib
@@ -13,7 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import (
+    ExifTags,
     Image,
+    ImageOps,
     TiffImagePlugin,  # noqa: F401 - registered now, a TIFF does not make Pillow load its 40 other formats
     UnidentifiedImageError,
 )
@@ -224,7 +227,7 @@ class _open:
             raise UserError(f"{path}: unreadable ({_reason(exc)})") from None
         img = self._identify(stream, head)
         width, height = img.size
-        _check_pixels(path, width, height)
+        check_pixels(path, width, height)
         self.size = (width, height)
         if self.draft and img.format == "JPEG":
             img.draft("RGB", (max(1, width // 8), max(1, height // 8)))
@@ -232,7 +235,12 @@ class _open:
             img.load()  # decode everything now: truncated files fail here, not later
         except (OSError, EOFError, SyntaxError, ValueError, zlib.error) as exc:
             raise UserError(f"{path}: truncated or corrupt {img.format or 'image'} file ({_reason(exc)})") from None
-        return img
+        upright = _upright(img)
+        if upright is not img:
+            self.handles.append(upright)
+            if upright.size != img.size:  # turned a quarter: the header's sides swap (a draft is smaller still)
+                self.size = self.size[::-1]
+        return upright
 
     def _identify(self, stream, head: bytes) -> Image.Image:
         path = self.path
@@ -266,6 +274,30 @@ class _open:
             handle.close()
 
 
+def _upright(img: Image.Image) -> Image.Image:
+    """The image as viewers show it: cameras store a photograph taken sideways as it was shot, with an EXIF
+    orientation saying how to turn it. Labels drawn over the shown photograph are turned alike."""
+    try:
+        orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:  # a damaged EXIF block: Pillow raises various errors, and the pixels are still good
+        return img
+    if orientation not in range(2, 9):
+        return img
+    return ImageOps.exif_transpose(img)
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) an image's header claims, decoding no pixels, whatever its size (a decompression
+    bomb's included); None when Pillow does not identify the data as an image."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with _open_without_pillow_limit(io.BytesIO(data)) as img:
+                return img.size
+    except Exception:  # not an image Pillow identifies on its own: the full read says why
+        return None
+
+
 def _open_without_pillow_limit(stream) -> Image.Image:
     """Open only the header of an image Pillow calls a decompression bomb, so our limit decides.
 
@@ -279,13 +311,17 @@ def _open_without_pillow_limit(stream) -> Image.Image:
         Image.MAX_IMAGE_PIXELS = limit
 
 
-def _check_pixels(path: Path, width: int, height: int) -> None:
+def check_pixels(name: str | Path, width: int, height: int, says: str = "header claims") -> None:
+    """Refuse an empty image, or one over ``MAX_MEGAPIXELS``: a file by its header, an array by its shape.
+
+    ``says``: where the size comes from, for the message (``header claims``, ``array holds``).
+    """
     if width <= 0 or height <= 0:
-        raise UserError(f"{path}: header gives an empty image ({width}x{height})")
+        raise UserError(f"{name}: {says} an empty image ({width}x{height})")
     pixels = width * height
     if pixels > MAX_MEGAPIXELS * 1e6:
         raise UserError(
-            f"{path}: header claims {width}x{height} = {pixels / 1e6:,.0f} megapixels, "
+            f"{name}: {says} {width}x{height} = {pixels / 1e6:,.0f} megapixels, "
             f"about {pixels * 3 / 2**30:,.1f} GiB as RGB; refusing images over {MAX_MEGAPIXELS} megapixels"
         )
 

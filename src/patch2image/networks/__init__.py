@@ -9,6 +9,7 @@ the paper's networks halve twice); padding, tiling and export read it with :func
 
 import importlib
 
+import torch
 from torch import nn
 
 from patch2image.errors import UserError
@@ -50,31 +51,83 @@ def size_divisor(network) -> int:
     return int(getattr(network, "size_divisor", DEFAULT_SIZE_DIVISOR))
 
 
-def create_network(name: str, **kwargs) -> nn.Module:
-    """Build a registered network (``light``, ``mini-unet``, ``dense``) or a user's ``module:Class``.
+ARGUMENT_RANGES = {"in_channels": (1, 4), "width": (1, 64), "growth": (0, 32)}
+"""The registered networks' constructor arguments: whole numbers within these bounds (inclusive)."""
+MAX_PARAMETERS = 100_000_000
+"""Networks with more parameters are refused before any is allocated (Dense has 1,032,588)."""
 
-    ``kwargs`` go to the network's constructor (``create_network("dense", width=12)``), as a
-    configuration's ``network_args`` does.
+
+def network_class(name: str) -> type[nn.Module]:
+    """The class ``name`` stands for: a registered network, or a user's ``module:Class`` once imported.
+
+    Refuses anything that is not a ``torch.nn.Module`` subclass before it is called: a ``module:function``
+    in a configuration must not run.
     """
     if name in NETWORKS:
-        try:
-            return NETWORKS[name](**kwargs)
-        except TypeError as exc:
-            raise UserError(f"network {name!r}: {exc}") from None
-    if ":" not in name:
+        return NETWORKS[name]
+    if not isinstance(name, str) or ":" not in name:
         raise UserError(f"network {name!r}: unknown; choose one of {', '.join(NETWORKS)} or give module:Class")
     module_name, _, class_name = name.partition(":")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
+    except (ImportError, AttributeError, ValueError) as exc:
         raise UserError(f"network {name!r}: cannot import ({exc})") from None
-    try:
-        network = cls(**kwargs)
-    except TypeError as exc:
-        raise UserError(f"network {name!r}: {exc}") from None
-    if not isinstance(network, nn.Module):
-        raise UserError(f"network {name!r}: {class_name} is not a torch.nn.Module")
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        what = "another class" if isinstance(cls, type) else f"a {type(cls).__name__}"
+        raise UserError(f"network {name!r}: {class_name} is not a torch.nn.Module subclass (it is {what}); not called")
+    return cls
+
+
+def check_arguments(name: str, kwargs: dict) -> None:
+    """A registered network's arguments: known names, whole numbers within :data:`ARGUMENT_RANGES`."""
+    if name not in NETWORKS:
+        return  # a user network's constructor checks its own
+    for key, value in kwargs.items():
+        if key not in ARGUMENT_RANGES:
+            continue  # the constructor names an unknown argument itself
+        low, high = ARGUMENT_RANGES[key]
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise UserError(f"network {name!r}: {key} must be a whole number from {low} to {high}, got {value!r}")
+
+
+def create_network(name: str, **kwargs) -> nn.Module:
+    """Build a registered network (``light``, ``mini-unet``, ``dense``) or a user's ``module:Class``.
+
+    ``kwargs`` go to the network's constructor (``create_network("dense", width=12)``), as a
+    configuration's ``network_args`` does. The class and the arguments are checked, and the network is
+    built first on PyTorch's meta device (no memory) to count its parameters: one over ``MAX_PARAMETERS``
+    is refused before anything is allocated.
+    """
+    planned_network(name, **kwargs)
+    return _construct(name, network_class(name), kwargs)
+
+
+def planned_network(name: str, **kwargs) -> nn.Module:
+    """The network ``name`` and ``kwargs`` describe, built on the meta device: its shapes, without memory.
+
+    Raises
+    ------
+    UserError
+        Not a network, arguments of the wrong type or range, or more than ``MAX_PARAMETERS`` parameters.
+    """
+    cls = network_class(name)
+    check_arguments(name, kwargs)
+    with torch.device("meta"):
+        network = _construct(name, cls, kwargs)
+    count = sum(p.numel() for p in network.parameters())
+    if count > MAX_PARAMETERS:
+        raise UserError(
+            f"network {name!r}: {kwargs or 'its arguments'} give {count:,} parameters, over the limit of "
+            f"{MAX_PARAMETERS:,}"
+        )
     return network
+
+
+def _construct(name: str, cls: type[nn.Module], kwargs: dict) -> nn.Module:
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"network {name!r}: {exc}") from None
 
 
 def count_parameters(network: nn.Module) -> int:

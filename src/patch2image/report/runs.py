@@ -134,7 +134,7 @@ def load_run(path: Path) -> Run:
         protocol=_known(source, "protocol", config.get("protocol") or "paper", TRAINING_PROTOCOLS),
         results=results,
         history=_read_history(path / "history.csv"),
-        info=read_json(path / "run.json") or {},
+        info=_read_info(path / "run.json"),
         config=config,
     )
 
@@ -176,11 +176,38 @@ def _checked(result: dict) -> dict:
     return result
 
 
+def _read_info(path: Path) -> dict:
+    """run.json: the network's parameter count and each phase's wall time."""
+    info = read_json(path) or {}
+    seconds = info.get("wall_seconds", {}) if isinstance(info, dict) else None
+    if not isinstance(seconds, dict) or not all(isinstance(v, int | float) for v in seconds.values()):
+        raise UserError(f"{path}: not a run's record (expected an object whose wall_seconds maps phases to seconds)")
+    return info
+
+
+HISTORY_COLUMNS = ("phase", "epoch", "loss", "val_loss")
+"""The columns of history.csv the report reads (training writes these and more)."""
+
+
 def _read_history(path: Path) -> list[dict]:
+    """history.csv's rows, numbers as floats (NaN where a value is missing); a file of another shape is refused."""
     if not path.is_file():
         return []
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            table = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UserError(f"{path}: not a training history ({type(exc).__name__}: {exc})") from None
+    missing = [column for column in HISTORY_COLUMNS if column not in (reader.fieldnames or [])]
+    if missing:
+        raise UserError(
+            f"{path}: not a training history (no column {missing[0]!r}; expected {', '.join(HISTORY_COLUMNS)})"
+        )
     rows = []
-    for row in csv.DictReader(path.open()):
+    for line, row in enumerate(table, start=2):
+        if not isinstance(row.get("phase"), str) or None in row:
+            raise UserError(f"{path}: line {line} does not have the header's columns")
         rows.append({key: row[key] if key == "phase" else _number(row.get(key)) for key in row})
     return rows
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from patch2image.errors import UserError
-from patch2image.runtime.cache import cache_dir, read_cached_json, update_json
+from patch2image.runtime.cache import cache_dir, cached_choice, update_json
 from patch2image.runtime.race import race
 
 CHOICES_FILE = "backend-choice.json"
@@ -91,6 +91,8 @@ class AutoModel:
     choosing : str
         What the user left to it, as its lines name it: ``"backend auto"``, or ``"torch, precision auto"``
         when the backend was given and only the precision and layout are chosen.
+    source : str
+        The model's file, for messages.
     """
 
     def __init__(
@@ -102,6 +104,7 @@ class AutoModel:
         announce: Callable[[str], None] | None = None,
         slow_to_build: set[str] | frozenset = frozenset(),
         choosing: str = "backend auto",
+        source: str = "model",
     ):
         self.factories = dict(factories)
         self.metadata = metadata
@@ -111,8 +114,10 @@ class AutoModel:
         self.announce = announce or (lambda line: print(line, file=sys.stderr))
         self.slow_to_build = set(slow_to_build)
         self.choosing = choosing
+        self.source = source
         self.chosen: dict[tuple, str] = {}  # size class -> backend
         self.measuring_seconds = 0.0  # building and timing the candidates, beyond the chosen one's own pass
+        self.remembered = True  # every choice made was kept in the cache folder (False: measured again next run)
         self._runners: dict[str, object] = {}
 
     @property
@@ -128,8 +133,8 @@ class AutoModel:
         size = size_class(x.shape)
         if size in self.chosen:
             return self._runner(self.chosen[size]).probabilities(x)
-        remembered = read_cached_json(CHOICES_FILE).get(self._key(size))
-        if isinstance(remembered, dict) and remembered.get("choice") in self.factories:
+        remembered = cached_choice(CHOICES_FILE, self._key(size), "seconds_per_pass")
+        if remembered is not None and remembered.get("choice") in self.factories:
             name = remembered["choice"]
             self.chosen[size] = name
             self.announce(f"{self.choosing}: {name} for {self._where(size)} (measured earlier; {_seconds(remembered)})")
@@ -142,14 +147,16 @@ class AutoModel:
         if self.slow_to_build and torch_name is not None and x.numel() < SMALL_PIXELS:
             self.chosen[size] = torch_name  # the default, not a choice: nothing is measured, nothing said
             return self._runner(torch_name).probabilities(x)
-        runners, outputs = {}, {}
+        runners, outputs, reasons = {}, {}, {}
         for name in list(self.factories):
             try:
                 runners[name] = self._runner(name)  # built outside the race: an export or compilation takes seconds
-            except UserError:
+            except UserError as exc:
                 del self.factories[name]  # a backend that cannot run this model
+                reasons.setdefault(name.split()[0], str(exc).removeprefix(f"{self.source}: "))
         if not runners:
-            raise UserError(f"{self.choosing}: no backend can run this model")
+            why = "; ".join(f"{backend}: {reason}" for backend, reason in reasons.items())
+            raise UserError(f"{self.source}: {self.choosing}: no backend can run this model ({why})")
 
         def run(name: str):
             return lambda: outputs.__setitem__(name, runners[name].probabilities(x))
@@ -165,6 +172,7 @@ class AutoModel:
             del self._runners[other]  # the losers' memory back; rebuilt if another size class chooses them
         entry = {"choice": name, "seconds_per_pass": medians, "measured": time.strftime("%Y-%m-%d %H:%M")}
         kept = update_json(CHOICES_FILE, self._key(size), entry)
+        self.remembered = self.remembered and kept
         where = f"kept in {cache_dir() / CHOICES_FILE}" if kept else "not kept: the cache folder is not writable"
         self.announce(f"{self.choosing}: {name}, the fastest for {self._where(size)} ({_seconds(entry)}; {where})")
         self.measuring_seconds += time.perf_counter() - started - medians[name]

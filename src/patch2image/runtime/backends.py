@@ -130,7 +130,8 @@ def load_backend(
     }
     slow = set() if source.exported() else {n for n in factories if not BACKENDS[n.split()[0]].reads_weights}
     choosing = "backend auto" if backend == "auto" else f"{backend}, precision auto"
-    return AutoModel(factories, source.metadata, precision, threads, announce, slow, choosing), source.metadata, backend
+    auto = AutoModel(factories, source.metadata, precision, threads, announce, slow, choosing, str(source.path))
+    return auto, source.metadata, backend
 
 
 class ModelSource:
@@ -161,12 +162,16 @@ class ModelSource:
 
         return cached_onnx_bytes(self.model, self.metadata, self.path)
 
+    def onnx_source(self) -> "Path | bytes":
+        """The ONNX a runner reads: an ``.onnx`` file's path (so that its messages name the file), else the export."""
+        return self.path if self.model is None else self.onnx()
+
     def exported(self) -> bool:
         """Whether the ONNX is at hand already (so onnxruntime and OpenVINO start fast)."""
         if self.model is None:
             return True
-        from patch2image.runtime.cache import cache_dir
+        from patch2image.runtime.cache import is_cached
         from patch2image.runtime.export import onnx_cache_name
 
         name = onnx_cache_name(self.model, self.metadata, self.path)
-        return name is not None and (cache_dir() / name).is_file()
+        return name is not None and is_cached(name)

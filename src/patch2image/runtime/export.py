@@ -15,6 +15,7 @@ import dataclasses
 import io
 import json
 import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -179,7 +180,7 @@ def _quiet_exporter():
 def build(source, precision: str = "fp32", layout: str = "channels_last") -> "OnnxModel":
     """The backend registry's entry (:data:`patch2image.runtime.backends.BACKENDS`): onnxruntime on the model's ONNX
     (float32 whatever ``precision`` says)."""
-    return OnnxModel(source.onnx(), source.threads)
+    return OnnxModel(source.onnx_source(), source.threads)
 
 
 class OnnxModel:
@@ -231,7 +232,10 @@ def read_onnx(source: str | Path | bytes) -> tuple[bytes, str]:
     path = Path(source)
     if not path.is_file():
         raise UserError(f"{path}: no such ONNX file")
-    return path.read_bytes(), str(path)
+    data = path.read_bytes()
+    if not data:
+        raise UserError(f"{path}: empty file (0 bytes), not an ONNX model")
+    return data, str(path)
 
 
 def parse_metadata(text: str | None, name: str) -> WeightsMetadata:
@@ -240,6 +244,8 @@ def parse_metadata(text: str | None, name: str) -> WeightsMetadata:
         return WeightsMetadata.from_dict(json.loads(text or "{}"), name)
     except json.JSONDecodeError:
         raise UserError(f"{name}: metadata {METADATA_KEY!r} is not valid JSON") from None
+    except RecursionError:
+        raise UserError(f"{name}: metadata {METADATA_KEY!r} is nested too deeply to read") from None
 
 
 def onnx_metadata(data: bytes, name: str = "ONNX model") -> WeightsMetadata:
@@ -260,6 +266,8 @@ def _providers(ort) -> list[str]:
 
 
 def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message, at most 200 characters: runtimes' errors run to pages."""
-    lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:200]
+    """The gist of an exception's message on one line, at most 200 characters: runtimes' errors run to pages,
+    and OpenVINO's open with lines that only say where in its sources it failed."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    said = [line for line in lines if not re.search(r"\.(cpp|cc|h|hpp):\d+|^Check '|https?://", line)] or lines
+    return (" ".join(said) if said else type(exc).__name__)[:200]

@@ -28,7 +28,7 @@ HINTS = {"fp32": "f32", "bf16": "bf16"}
 
 def build(source, precision: str, layout: str = "channels_last") -> "OpenVinoModel":
     """The backend registry's entry (:data:`patch2image.runtime.backends.BACKENDS`): OpenVINO on the model's ONNX."""
-    return OpenVinoModel(source.onnx(), source.threads, precision)
+    return OpenVinoModel(source.onnx_source(), source.threads, precision)
 
 
 def available() -> bool:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from patch2image.runtime.auto import processor
-from patch2image.runtime.cache import cache_dir, read_cached_json, update_json
+from patch2image.runtime.cache import cache_dir, cached_choice, update_json
 from patch2image.runtime.precision import LAYOUTS, PRECISIONS, autocast
 from patch2image.runtime.race import race
 from patch2image.training.loss import bce_dice_loss
@@ -90,8 +90,8 @@ def choose_settings(
         return options[0]
     device = torch.device(device)
     key = _key(model, x, device)
-    remembered = read_cached_json(CHOICES_FILE).get(key)
-    if isinstance(remembered, dict) and remembered.get("choice") in [asdict(o) for o in options]:
+    remembered = cached_choice(CHOICES_FILE, key, "seconds_per_step")
+    if remembered is not None and remembered.get("choice") in [asdict(o) for o in options]:
         chosen = TrainingSettings(**remembered["choice"])
         announce(f"{label} training settings auto: {chosen} (measured earlier; {_seconds(remembered)})")
         return chosen

@@ -24,6 +24,7 @@ from patch2image.runtime.precision import autocast
 from patch2image.training import distributed
 from patch2image.training.augmentation import augment
 from patch2image.training.auto_settings import TrainingSettings, candidates, choose_settings
+from patch2image.training.checkpoint import START_OVER, check_tensors, checked_state
 from patch2image.training.loss import bce_dice_loss
 from patch2image.weights import read_safetensors, write_safetensors
 
@@ -248,9 +249,10 @@ def _save_checkpoint(path: Path, model, optimizer, best: dict, state: dict) -> N
 def _load_checkpoint(path: Path, model, optimizer, device) -> tuple[dict, dict]:
     try:
         tensors, metadata = read_safetensors(path, str(device))
-        state = json.loads(metadata["state"])
     except Exception as exc:  # any damage to the file means the same thing to the user
-        raise UserError(f"{path}: unreadable checkpoint ({exc}); delete it to restart this phase") from None
+        raise UserError(f"{path}: unreadable checkpoint ({exc}); {START_OVER}") from None
+    state = checked_state(path, metadata)
+    check_tensors(path, tensors, model, optimizer)
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
     for i, param in enumerate(p for group in optimizer.param_groups for p in group["params"]):

@@ -24,7 +24,7 @@ from patch2image.preprocessing import resize
 from patch2image.training import distributed
 from patch2image.training.fit import fit
 from patch2image.training.images import PreparedImages
-from patch2image.weights import WeightsMetadata, read_weights, save_weights
+from patch2image.weights import WeightsMetadata, load_state, read_weights, save_weights
 
 WEIGHTS = {"patch": "patch", "finetune": "finetuned", "scratch": "scratch"}
 """The weights file each phase leaves in the run directory (``NAME.safetensors``)."""
@@ -94,7 +94,7 @@ class RunDirectory:
         weights = self.out / f"{WEIGHTS[phase]}.safetensors"
         model = self.networks[phase] = self.new_network()
         if weights.exists():
-            model.load_state_dict(read_weights(weights)[0])
+            load_state(model, read_weights(weights)[0], str(weights))
             return model.eval()
         if start_from:
             model.load_state_dict(read_weights(self.out / f"{WEIGHTS[start_from]}.safetensors")[0])

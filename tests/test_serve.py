@@ -92,11 +92,11 @@ def assert_one_line_error(response, status: int, name: str, root: Path) -> str:
     return message
 
 
-def library_probabilities(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def library_probabilities(path: Path, **options) -> tuple[np.ndarray, np.ndarray]:
     """(RGB, probabilities) as ``patch2image segment`` computes them."""
     model, metadata = load_model(MODEL)
     rgb = read_image(path)
-    return rgb, Segmenter(model, metadata)(rgb)
+    return rgb, Segmenter(model, metadata, **options)(rgb)
 
 
 # --------------------------------------------------------------------------- models and page
@@ -145,6 +145,19 @@ def test_segment_a_drive_photograph(client, drive_photo):
     np.testing.assert_array_equal(np.asarray(mask), (expected >= 0.5).astype(np.uint8) * 255)
     np.testing.assert_array_equal(np.asarray(over), overlay(rgb, expected >= 0.5))
     assert client.get(result["urls"]["mask"]).headers["content-disposition"].endswith('filename="01_test_mask.png"')
+
+
+def test_the_advanced_scale_segments_larger_and_says_so(client, drive_photo):
+    data = drive_photo.read_bytes()
+    plain, larger = (post(client, drive_photo.name, data, scale=scale).json() for scale in ("1", "1.5"))
+    (w1, h1), (w2, h2) = plain["working_scale"]["working_size"], larger["working_scale"]["working_size"]
+    assert abs(w2 - 1.5 * w1) <= 4 and abs(h2 - 1.5 * h1) <= 4 and (larger["width"], larger["height"]) == (565, 584)
+    assert "field of view" in plain["working_scale"]["rule"] and "x1.5 as asked" in larger["working_scale"]["rule"]
+    rgb, expected = library_probabilities(drive_photo, scale=1.5)  # the library's answer at the same scale
+    prob = decode(client.get(larger["urls"]["prob"]).content)
+    np.testing.assert_array_equal(np.asarray(prob), np.round(expected * 65535).astype(np.uint16))
+    for bad in ("9", "zero", "nan"):
+        assert_one_line_error(post(client, drive_photo.name, data, scale=bad), 400, drive_photo.name, Path("/nowhere"))
 
 
 def test_threshold_change_rethresholds_without_the_network(client, drive_photo):

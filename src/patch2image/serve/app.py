@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import json
 import math
 import re
@@ -52,9 +53,9 @@ from patch2image.data.io import header_size, write_png
 from patch2image.errors import UserError
 from patch2image.fundus_check import check_photograph
 from patch2image.inference import Segmenter, working_size
-from patch2image.parameters import THRESHOLD
+from patch2image.parameters import SCALE, THRESHOLD
 from patch2image.postprocessing import OVERLAY_ALPHA, OVERLAY_COLOURS, disc_measurement, overlay, probability_png
-from patch2image.segment import output_stem
+from patch2image.segment import output_stem, working_scale
 from patch2image.serve import folders, guard
 from patch2image.serve.guard import is_loopback
 from patch2image.serve.measurements import KINDS as MEASUREMENT_KINDS
@@ -188,6 +189,7 @@ class Result:
     seconds: float
     warning: str | None = None  # when the photograph does not look like a fundus photograph
     optic_disc: dict | None = None  # centre and diameter at ``threshold``, as segment's optic_disc.csv has them
+    working_scale: dict | None = None  # the size segmented at and the rule that chose it, as segment records them
     nbytes: int = 0
     deleted: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -206,6 +208,7 @@ class Result:
             "looks_like_fundus": self.warning is None,
             "warning": self.warning,
             "optic_disc": self.optic_disc,
+            "working_scale": self.working_scale,
             "urls": {
                 "prob": f"{base}/prob.png",
                 "mask": f"{base}/mask.png",
@@ -235,6 +238,17 @@ def safe_stem(name: str) -> str:
     """A file-name stem made of ASCII letters, digits, '.', '_' and '-' only (for download names)."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", output_stem(Path(name))).strip("._") or "photograph"
     return stem[:100]
+
+
+def parse_scale(value: object, filename: str) -> float:
+    """The advanced option ``scale`` from a form field: a multiplier of the scale rule's size."""
+    try:
+        scale = float(str(value).strip())
+    except ValueError:
+        scale = math.nan
+    if scale not in SCALE:
+        raise UserError(f"{filename}: scale {str(value)[:40]!r}: must be a number {SCALE}")
+    return scale
 
 
 def parse_threshold(value: object, filename: str) -> float:
@@ -293,7 +307,9 @@ class ServeState:
 
     # ----------------------------------------------------------------- segmenting
 
-    def segment(self, filename: str, data: bytes, model: str | None, threshold: float | None) -> Result:
+    def segment(
+        self, filename: str, data: bytes, model: str | None, threshold: float | None, scale: float = 1.0
+    ) -> Result:
         """Segment one uploaded photograph; a bad one raises a one-line ``UserError`` naming ``filename``."""
         if len(data) > self.max_upload_bytes:
             raise _TooLarge(self.too_large_message(filename, len(data)))
@@ -310,10 +326,11 @@ class ServeState:
                 upload.write_bytes(data)
                 self._check_pixels(filename, data)
                 rgb = self._read(upload, filename)
-                segmenter = entry.segmenter
+                segmenter = entry.segmenter if scale == 1 else dataclasses.replace(entry.segmenter, scale=scale)
                 fov = field_of_view_mask(rgb)  # once, for the working scale and for clearing outside the eye
                 self._check_working_size(filename, rgb, segmenter, fov)
                 warning = check_photograph(rgb, fov).warning
+                about = working_scale(rgb, fov, segmenter)
                 network_input = segmenter.prepare(rgb, fov)
                 with entry.lock:
                     raw = segmenter.predict(network_input)
@@ -328,7 +345,7 @@ class ServeState:
         height, width = prob.shape
         result = Result(
             token, folder, filename, safe_stem(filename), width, height, entry.name,
-            entry.metadata.task, threshold, seconds, warning, self._measure_disc(entry.name, prob, threshold),
+            entry.metadata.task, threshold, seconds, warning, self._measure_disc(entry.name, prob, threshold), about,
         )  # fmt: skip
         if warning:
             self.log(f"warning: {filename}: {warning}")
@@ -642,8 +659,10 @@ async def segment(request: Request) -> Response:
         try:
             threshold = form.get("threshold")
             threshold = parse_threshold(threshold, filename) if threshold not in (None, "") else None
+            scale = form.get("scale")
+            scale = parse_scale(scale, filename) if scale not in (None, "") else 1.0
             model = str(form.get("model") or "") or None
-            result = await run_in_threadpool(state.segment, filename, data, model, threshold)
+            result = await run_in_threadpool(state.segment, filename, data, model, threshold, scale)
         except _TooLarge as exc:
             state.log(f"error: {exc}")
             return _error(str(exc), 413)

@@ -238,6 +238,7 @@ function post(file, card) {
     form.append("image", file, file.name);
     form.append("model", $("model").value);
     form.append("threshold", state.threshold.toFixed(2));
+    form.append("scale", $("scale").value || "1");
     const xhr = new XMLHttpRequest();
     xhr.open("POST", "/api/segment");
     xhr.responseType = "json";
@@ -283,7 +284,9 @@ async function segmentOne({ file, card }) {
   const size = `${body.width}×${body.height}`;
   const task = body.task.replace("_", " ");
   const what = body.model.replace(/[-_]/g, " ").includes(task) ? body.model : `${body.model} (${task})`;
-  setStatus(card, `${body.seconds.toFixed(2)} s · ${what} · ${size}`, "done");
+  const scaled = body.working_scale ? ` · segmented at ${body.working_scale.working_size.join("×")}` : "";
+  setStatus(card, `${body.seconds.toFixed(2)} s · ${what} · ${size}${scaled}`, "done");
+  if (body.working_scale) card.querySelector(".status").title = body.working_scale.rule;
   card.classList.add("done");
   showDisc(entry);
 }

@@ -243,7 +243,14 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from patch2image.inference import load_segmenter
-    from patch2image.segment import Outputs, Terminated, describe_failure, expand_inputs, segment_photographs
+    from patch2image.segment import (
+        Outputs,
+        Terminated,
+        claim_outputs,
+        describe_failure,
+        expand_inputs,
+        segment_photographs,
+    )
     from patch2image.weights import default_model
 
     check({"max_megapixels": POSITIVE}, vars(args))
@@ -266,6 +273,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     outputs = Outputs(args.threshold, args.prob_bits, segmenter.metadata.task)
+    record = claim_outputs(files, Path(args.out), segmenter.metadata.task, args.overwrite)  # before the bar
     failed, started = len(problems), time.perf_counter()
     bar = tqdm(total=len(files), desc="segment", unit="image", disable=args.quiet or len(files) == 1, file=sys.stderr)
 
@@ -281,9 +289,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     try:
         with bar:
-            table = segment_photographs(
-                files, segmenter, Path(args.out), outputs, report, args.workers, args.overwrite, warn
-            )
+            table = segment_photographs(record, segmenter, outputs, report, args.workers, warn)
     except Terminated:
         print("terminated (SIGTERM); the outputs written so far are complete", file=sys.stderr)
         return 143

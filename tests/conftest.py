@@ -1,9 +1,9 @@
 """Where the real datasets are, and what happens without them.
 
 Real-data tests take the ``datasets`` fixture: the folder named by ``PATCH2IMAGE_DATASETS``, by
-default ``../shared/datasets`` beside the project. Without it they skip, and the summary says how
-many and how to provide the data; with ``PATCH2IMAGE_REQUIRE_DATASETS=1`` (set by CI) a missing
-folder fails them instead.
+default ``../shared/datasets`` beside the project. Without it they skip; with
+``PATCH2IMAGE_REQUIRE_DATASETS=1`` (set by CI) a missing folder fails them instead. The summary ends
+with one line that accounts for every skip, the missing datasets and each other reason.
 """
 
 import os
@@ -14,7 +14,8 @@ import pytest
 DATASETS = Path(os.environ.get("PATCH2IMAGE_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 REQUIRED = os.environ.get("PATCH2IMAGE_REQUIRE_DATASETS") == "1"
 _SKIP_REASON = f"real datasets absent ({DATASETS})"
-_skipped: list[str] = []
+_skipped: dict[str, list[str]] = {}
+"""Why a test skipped -> the skipped tests' ids (a module skipped whole counts once, as pytest counts it)."""
 
 
 @pytest.fixture(scope="session")
@@ -36,15 +37,31 @@ def _own_cache_folder(tmp_path_factory):
     yield
 
 
-def pytest_runtest_logreport(report):
-    if report.skipped and isinstance(report.longrepr, tuple) and _SKIP_REASON in report.longrepr[2]:
-        _skipped.append(report.nodeid)
+def _record_skip(report) -> None:
+    if report.skipped and not hasattr(report, "wasxfail") and isinstance(report.longrepr, tuple):
+        reason = report.longrepr[2].removeprefix("Skipped: ")
+        _skipped.setdefault(reason, []).append(report.nodeid)
+
+
+pytest_runtest_logreport = pytest_collectreport = _record_skip
+
+
+def skip_summary(skipped: dict[str, list[str]]) -> str:
+    """One line: how many tests skipped, and why each of them did."""
+    total = sum(len(ids) for ids in skipped.values())
+    parts = []
+    if _SKIP_REASON in skipped:
+        parts.append(
+            f"{len(skipped[_SKIP_REASON])} need the real datasets at {DATASETS} (put DRIVE, STARE, CHASE_DB1 and "
+            "IDRiD there, docs/datasets.md, or set PATCH2IMAGE_DATASETS=DIR)"
+        )
+    for reason, ids in sorted(skipped.items(), key=lambda item: -len(item[1])):
+        if reason != _SKIP_REASON:
+            files = ", ".join(sorted({node.split("::")[0] for node in ids}))
+            parts.append(f"{len(ids)} because {reason} ({files})")
+    return f"{total} skipped: " + "; ".join(parts)
 
 
 def pytest_terminal_summary(terminalreporter):
     if _skipped:
-        terminalreporter.write_line(
-            f"{len(_skipped)} real-data tests skipped: no datasets at {DATASETS}. Put DRIVE, STARE, CHASE_DB1 and "
-            "IDRiD there (docs/datasets.md) or set PATCH2IMAGE_DATASETS=DIR to run them.",
-            yellow=True,
-        )
+        terminalreporter.write_line(skip_summary(_skipped), yellow=True)

@@ -69,3 +69,21 @@ def test_a_shipped_model_on_real_drive_images(datasets, tmp_path):
     result = patch2image.evaluate("drive-light", folder, split="all")
     assert [row["name"] for row in result["whole"]["images"]] == ["01", "02"]
     assert result["whole"]["mean"]["auc"] > 0.97
+
+
+def _readme_python_examples() -> list[str]:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## From Python") :]
+    return re.findall(r"```python\n(.*?)```", section[: section.index("\n## ", 1)], re.S)
+
+
+def test_the_readmes_first_python_example_runs_without_any_dataset(tmp_path, monkeypatch, capsys):
+    examples = _readme_python_examples()
+    assert len(examples) == 2  # the first runs anywhere; the second, labelled, needs DRIVE
+    monkeypatch.chdir(tmp_path)  # a fresh clone's user may be anywhere, with no dataset beside the project
+    exec(examples[0], {})
+    assert "vessels: " in capsys.readouterr().out
+    assert "evaluate" not in examples[0] and "datasets" in examples[1]

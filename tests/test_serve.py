@@ -461,6 +461,8 @@ def test_page_segments_dropped_photographs_in_chromium(live_server, drive_photo,
     browser.wait_for("document.querySelectorAll('.card[data-state=done], .card[data-state=failed]').length === 2")
 
     assert browser.evaluate("document.querySelectorAll('.card.done').length") == 1
+    progress = browser.evaluate("document.getElementById('progress-text').textContent")
+    assert progress.startswith("1 of 2 photographs segmented, 1 failed"), progress  # a failure is not "done"
     error = browser.evaluate("document.querySelector('.card.failed .error').textContent")
     assert error.startswith("error: notes.txt: not an image that can be read"), error
     assert browser.evaluate("getComputedStyle(document.querySelector('.card.failed .images')).display") == "none"
@@ -499,3 +501,30 @@ def test_page_segments_dropped_photographs_in_chromium(live_server, drive_photo,
     assert downloaded.size == (565, 584) and downloaded.mode == "RGB"
     with urllib.request.urlopen(browser.evaluate("document.querySelector('.card.done .dl-zip').href")) as response:
         assert len(zipfile.ZipFile(io.BytesIO(response.read())).namelist()) == 4
+
+    # The tint's opacity is the page's: at 0 the overlay is the photograph itself, untinted.
+    browser.set_value("#opacity", "0", "input")
+    browser.wait_for(f"{tinted} < {before}", timeout=10)
+    # On a phone's width every control stays on the screen.
+    browser.call("Emulation.setDeviceMetricsOverride", width=420, height=900, deviceScaleFactor=1, mobile=True)
+    widest = "Math.max(...[...document.querySelectorAll('.controls .field')].map(f => f.getBoundingClientRect().right))"
+    browser.wait_for(f"{widest} <= 420", timeout=10)
+
+
+def test_an_optic_disc_result_gives_the_discs_centre_and_diameter_as_segment_does(drive_photo):
+    from patch2image.segment import disc_measurement
+
+    with TestClient(create_app(models=["idrid-mini-unet", MODEL])) as disc_client:
+        data = drive_photo.read_bytes()
+        response = disc_client.post(
+            "/api/segment", files={"image": ("01_test.tif", data)}, data={"model": "idrid-mini-unet"}
+        )
+        result = response.json()
+        mask = np.asarray(decode(disc_client.get(result["urls"]["mask"]).content)) > 0
+        assert result["optic_disc"] == disc_measurement(mask) and result["optic_disc"]["diameter"] > 20
+        at_09 = disc_client.get(f"{result['urls']['optic_disc']}?threshold=0.9").json()
+        assert at_09["diameter"] < result["optic_disc"]["diameter"]  # a higher threshold, a smaller disc
+        archive = zipfile.ZipFile(io.BytesIO(disc_client.get(f"{result['urls']['zip']}?threshold=0.9").content))
+        assert json.loads(archive.read("01_test_info.json"))["optic_disc"] == at_09
+        vessels = post(disc_client, "01_test.tif", data).json()
+        assert vessels["optic_disc"] is None and "optic_disc" not in vessels["urls"]

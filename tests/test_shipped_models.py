@@ -57,3 +57,17 @@ def test_the_default_vessel_model_is_listed_first_and_used_without_model(tmp_pat
 def test_optic_disc_names_the_best_idrid_model():
     _, by_alias = load_model("optic-disc")
     assert by_alias.task == "optic_disc" and by_alias.dataset == "idrid"
+
+
+def test_the_listing_says_which_images_and_protocol_each_score_is_on(capsys):
+    from patch2image import cli
+
+    assert cli.main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:5] == ["model", "network", "task", "protocol", "tested"]
+    assert "AUC FOV" in lines[0] and "Dice FOV" in lines[0]
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert "STARE fold 1 (4 images)" in rows["stare-mini-unet"]
+    assert "DRIVE 20 + STARE 4 + CHASE_DB1 7" in rows["vessels"]
+    assert "0.8131" in rows["vessels"] and "0.8135" in rows["vessels"]  # whole image, then inside the FOV
+    assert any("whole image" in line for line in lines) and any("docs/protocol.md" in line for line in lines)

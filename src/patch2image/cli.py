@@ -56,6 +56,12 @@ def cmd_nets(args) -> int:
     return 0
 
 
+MODELS_FOOTNOTE = """\
+Scores: the mean over the test images named, at threshold 0.5. AUC and Dice: over the whole image (the paper's
+protocol); FOV: inside the field of view only. protocol: paper = trained as long as the paper did, budget = fewer
+epochs. The README gives some models' scores on other images too (every fold; DRIVE alone): docs/protocol.md."""
+
+
 def cmd_models(args) -> int:
     from patch2image.weights import ALIASES, shipped_models
 
@@ -65,17 +71,40 @@ def cmd_models(args) -> int:
         return 0
     if not models:
         print("no shipped models in this installation")
+        return 0
+    row = "{:<20} {:<10} {:<11} {:<9} {:<33} {:>6} {:>6} {:>8} {:>8}"
+    print(row.format("model", "network", "task", "protocol", "tested on", "AUC", "Dice", "AUC FOV", "Dice FOV"))
     for name, metadata in models:
-        metrics = metadata.metrics.get("whole", {})
-        scores = " ".join(f"{k} {metrics[k]:.4f}" for k in ("auc", "dice") if k in metrics)
+        scores = [metadata.metrics.get(area, {}).get(key) for area in ("whole", "fov") for key in ("auc", "dice")]
         print(
-            f"{name:<20} {metadata.network or '?':<10} {metadata.task:<11} {metadata.dataset or '?':<10} "
-            f"{metadata.protocol or '?':<8} {scores}"
+            row.format(
+                name,
+                metadata.network or "?",
+                metadata.task,
+                metadata.protocol or "?",
+                _tested_on(metadata),
+                *("?" if score is None else f"{score:.4f}" for score in scores),
+            )  # fmt: skip
         )
     for alias, name in ALIASES.items():
         if name in dict(models):
             print(f"{alias:<20} = {name}")
+    print(MODELS_FOOTNOTE)
     return 0
+
+
+def _tested_on(metadata) -> str:
+    """The images a shipped model's scores are the mean over: ``DRIVE test set``, ``STARE fold 1 (4 images)``."""
+    titles = {kind: spec.title.split(" (")[0] for kind, spec in DATASETS.items()}
+    kinds = (metadata.dataset or "?").split("+")
+    if len(kinds) > 1:
+        counts = {kind: sum(image.startswith(f"{kind}-") for image in metadata.test_images) for kind in kinds}
+        return " + ".join(f"{titles.get(kind, kind)} {count}" for kind, count in counts.items())
+    title = titles.get(kinds[0], kinds[0])
+    if not metadata.test_images:
+        return f"{title} test set"
+    where = f"fold {metadata.fold}" if metadata.fold is not None else "test set"
+    return f"{title} {where} ({len(metadata.test_images)} images)"
 
 
 def cmd_demo(args) -> int:

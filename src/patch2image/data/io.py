@@ -11,7 +11,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import (
+    Image,
+    TiffImagePlugin,  # noqa: F401 - registered now, a TIFF does not make Pillow load its 40 other formats
+    UnidentifiedImageError,
+)
 
 from patch2image.atomic_files import atomic_write
 from patch2image.errors import UserError

@@ -10,13 +10,17 @@ bf16, which would move probabilities by up to 0.1; ``precision="fp32"`` (the def
 within 1e-4 of PyTorch (``tests/test_openvino.py``).
 """
 
+import contextlib
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from patch2image.errors import UserError
-from patch2image.runtime.export import first_line, onnx_metadata, read_onnx
+from patch2image.runtime.cache import cache_dir
+from patch2image.runtime.export import first_line, parse_metadata, read_onnx
+from patch2image.weights import METADATA_KEY
 
 HINTS = {"fp32": "f32", "bf16": "bf16"}
 """``precision`` -> OpenVINO's ``INFERENCE_PRECISION_HINT``."""
@@ -32,12 +36,22 @@ def available() -> bool:
 
 
 def openvino_available() -> bool:
-    """Whether the ``openvino`` package imports here (it is a dependency, but a broken install happens)."""
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether the ``openvino`` package is installed here (it is a dependency, but a broken install happens).
+
+    Found, not imported: importing it takes a fifth of a second, wasted when another backend is chosen;
+    a package found that then fails to import is refused by :class:`OpenVinoModel` with a ``UserError``.
+    """
+    return importlib.util.find_spec("openvino") is not None
+
+
+def _embedded_metadata(graph, name: str):
+    """The weights' metadata that the export stored in the ONNX file, as OpenVINO read it.
+
+    OpenVINO keeps an ONNX file's ``metadata_props`` in the graph's runtime information; reading them
+    there spares importing the onnx package, which takes about a second of every start.
+    """
+    key = ["framework", METADATA_KEY]
+    return parse_metadata(graph.get_rt_info(key).astype(str) if graph.has_rt_info(key) else None, name)
 
 
 class OpenVinoModel:
@@ -68,18 +82,23 @@ class OpenVinoModel:
         except ImportError:
             raise UserError("--backend openvino: the package openvino is not installed") from None
         data, name = read_onnx(source)
-        self.metadata = onnx_metadata(data, name)
-        self.size_divisor = self.metadata.size_divisor
         self.precision = precision
         config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         core = ov.Core()
+        # OpenVINO keeps the compiled graph there and reloads it at the next start instead of compiling again;
+        # a folder it cannot create costs that time only (it raises at once, and a damaged entry is recompiled).
+        with contextlib.suppress(RuntimeError):
+            core.set_property({"CACHE_DIR": str(cache_dir() / "openvino")})
         try:
+            graph = core.read_model(data, b"")
             # One dynamic-shape compilation serves every size: measured as fast as a static one per shape.
-            compiled = core.compile_model(core.read_model(data, b""), "CPU", config)
+            compiled = core.compile_model(graph, "CPU", config)
         except Exception as exc:  # OpenVINO raises RuntimeError with pages of detail for bad graphs
             raise UserError(f"{name}: not an ONNX model OpenVINO can run ({first_line(exc)})") from None
+        self.metadata = _embedded_metadata(graph, name)
+        self.size_divisor = self.metadata.size_divisor
         self._request = compiled.create_infer_request()
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:

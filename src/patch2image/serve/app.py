@@ -56,7 +56,7 @@ from patch2image.errors import UserError
 from patch2image.fundus_check import check_photograph
 from patch2image.inference import Segmenter, working_size
 from patch2image.parameters import THRESHOLD
-from patch2image.postprocessing import OVERLAY_ALPHA, OVERLAY_COLOURS, overlay, probability_png
+from patch2image.postprocessing import OVERLAY_ALPHA, OVERLAY_COLOURS, disc_measurement, overlay, probability_png
 from patch2image.segment import output_stem
 from patch2image.serve import folders, guard
 from patch2image.serve.guard import is_loopback
@@ -93,6 +93,7 @@ KINDS = {
     "overlay.png": "image/png",
     "preview.png": "image/png",
     "preview.u16": "application/octet-stream",
+    "optic_disc.json": "application/json",
     "zip": "application/zip",
 }
 
@@ -187,6 +188,7 @@ class Result:
     threshold: float
     seconds: float
     warning: str | None = None  # when the photograph does not look like a fundus photograph
+    optic_disc: dict | None = None  # centre and diameter at ``threshold``, as segment's optic_disc.csv has them
     nbytes: int = 0
     deleted: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -204,6 +206,7 @@ class Result:
             "seconds": round(self.seconds, 3),
             "looks_like_fundus": self.warning is None,
             "warning": self.warning,
+            "optic_disc": self.optic_disc,
             "urls": {
                 "prob": f"{base}/prob.png",
                 "mask": f"{base}/mask.png",
@@ -212,6 +215,7 @@ class Result:
                 "photo": f"{base}/photo.png",
                 "preview": f"{base}/preview.png",
                 "preview_prob": f"{base}/preview.u16",
+                **({"optic_disc": f"{base}/optic_disc.json"} if self.task == "optic_disc" else {}),
             },
         }
 
@@ -324,7 +328,7 @@ class ServeState:
         height, width = prob.shape
         result = Result(
             token, folder, filename, safe_stem(filename), width, height, entry.name,
-            entry.metadata.task, threshold, seconds, warning,
+            entry.metadata.task, threshold, seconds, warning, self._measure_disc(entry.name, prob, threshold),
         )  # fmt: skip
         if warning:
             self.log(f"warning: {filename}: {warning}")
@@ -448,6 +452,23 @@ class ServeState:
             return overlay(np.load(folder / "rgb.npy"), mask, result.task)
         raise ValueError(kind)
 
+    def optic_disc(self, result: Result, threshold: float) -> dict | None:
+        """The disc's centre and diameter at ``threshold`` (None for a vessel model or a forgotten result)."""
+        if threshold == result.threshold:
+            return result.optic_disc
+        with result.lock:
+            if result.deleted:
+                return None
+            return self._measure_disc(result.model, np.load(result.folder / "prob.npy"), threshold)
+
+    def _measure_disc(self, model: str, prob: np.ndarray, threshold: float) -> dict | None:
+        """For an optic disc model, the disc's centre (x, y) and diameter in pixels of the photograph, as
+        ``segment`` writes them to ``optic_disc.csv`` (empty values when nothing reaches the threshold)."""
+        segmenter = self.models.entries[model].segmenter
+        if segmenter.metadata.task != "optic_disc":
+            return None
+        return disc_measurement(segmenter.mask_of(prob, threshold))
+
     @staticmethod
     def _preview_probabilities(result: Result) -> bytes:
         prob = _shrink(np.load(result.folder / "prob.npy"), result, cv2.INTER_AREA)
@@ -476,6 +497,7 @@ class ServeState:
                     "photograph": result.filename, "width": result.width, "height": result.height,
                     "model": result.model, "task": result.task, "threshold": used_threshold,
                     "seconds": round(result.seconds, 3),
+                    **({"optic_disc": self.optic_disc(result, used_threshold)} if result.task == "optic_disc" else {}),
                     "prob": "16-bit grey PNG, probability x 65535",
                     "mask": "8-bit PNG, 255 where probability >= threshold",
                     "overlay": "RGB PNG, the mask tinted over the photograph",
@@ -671,6 +693,8 @@ async def output(request: Request) -> Response:
     except UserError as exc:
         return _error(str(exc), 400)
     headers = {"Cache-Control": "private, max-age=3600"}
+    if kind == "optic_disc.json":
+        return await _optic_disc_response(state, result, threshold, headers)
     if kind == "zip":
         try:
             spool = await run_in_threadpool(state.zip, [result], threshold)
@@ -690,6 +714,16 @@ async def output(request: Request) -> Response:
     else:
         headers["Content-Disposition"] = _content_disposition(kind, f"{result.stem}_{kind}")
     return Response(data, media_type=KINDS[kind], headers=headers)
+
+
+async def _optic_disc_response(state: ServeState, result: Result, threshold: float | None, headers: dict) -> Response:
+    if result.task != "optic_disc":
+        return _error(f"{result.filename}: segmented by a vessel model; it has no optic disc", 404)
+    at = result.threshold if threshold is None else threshold
+    disc = await run_in_threadpool(state.optic_disc, result, at)
+    if disc is None:
+        return _error("no such result (the server forgot it); segment the photograph again", 404)
+    return JSONResponse(disc, headers=headers)
 
 
 async def zip_all(request: Request) -> Response:

@@ -4,6 +4,7 @@ The first dataset is resized to its paper size (or ``dataset.size``); every furt
 so that its field of view is as wide as the first's (the rule ``segment`` applies to a photograph).
 """
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,10 @@ class PreparedImages:
         )
 
 
+FEW_TRAINING_IMAGES = 5
+"""Below this many training images a run is warned about, not refused."""
+
+
 def prepare_data(config: Config, out: Path) -> tuple[PreparedImages, PreparedImages, PreparedImages, str]:
     """(train, val, test) images at the working scale, and the task.
 
@@ -85,6 +90,13 @@ def prepare_data(config: Config, out: Path) -> tuple[PreparedImages, PreparedIma
             splits[split] += images
         if diameter is None:
             diameter = float(np.median([image.fov_diameter for image in splits["train"]]))
+    if any(d.kind != "synthetic" for d in config.datasets) and len(splits["train"]) < FEW_TRAINING_IMAGES:
+        warnings.warn(
+            f"{config.name}: only {len(splits['train'])} training images (after the validation images are set "
+            f"aside); it trains, but with fewer than {FEW_TRAINING_IMAGES} one photograph's quirks weigh on the model "
+            "(the paper trains on 14-19)",
+            stacklevel=2,
+        )
     train, val, test = (_on_canvas(splits[split], divisor) for split in ("train", "val", "test"))
     return train, val, test, task
 

@@ -64,16 +64,13 @@ async function init() {
   select.value = config.default_model;
   select.disabled = false;
   setThreshold(state.models.get(select.value)?.threshold ?? 0.5);
-  state.tables = overlayTables(config.overlay.colour, config.overlay.alpha);
-  // One tint per task, as the downloads have it: green vessels, an amber optic disc.
-  state.tablesByTask = Object.fromEntries(
-    Object.entries(config.overlay.colours || {}).map(([task, colour]) => [task, overlayTables(colour, config.overlay.alpha)])
-  );
+  setOpacity(config.overlay.alpha);
   $("limits").textContent =
     `PNG, JPEG, TIFF, BMP, PPM… up to ${config.max_upload_bytes / 1e6} MB and ${config.max_megapixels} megapixels each`;
 
   select.addEventListener("change", () => setThreshold(state.models.get(select.value).threshold));
   $("threshold").addEventListener("input", (e) => setThreshold(Number(e.target.value)));
+  $("opacity").addEventListener("input", (e) => setOpacity(Number(e.target.value)));
   $("view").addEventListener("change", (e) => {
     state.view = e.target.value;
     redrawAll();
@@ -116,6 +113,43 @@ function setThreshold(value) {
   $("threshold").value = String(state.threshold);
   $("threshold-value").textContent = state.threshold.toFixed(2);
   redrawAll();
+  clearTimeout(state.discTimer);
+  state.discTimer = setTimeout(() => state.entries.forEach(showDisc), 250); // once the slider rests
+}
+
+// How much of the tint covers the photograph in the overlay view; the downloads keep the server's.
+function setOpacity(alpha) {
+  const config = state.config;
+  $("opacity").value = String(alpha);
+  $("opacity-value").textContent = alpha.toFixed(2);
+  state.tables = overlayTables(config.overlay.colour, alpha);
+  // One tint per task, as the downloads have it: green vessels, an amber optic disc.
+  state.tablesByTask = Object.fromEntries(
+    Object.entries(config.overlay.colours || {}).map(([task, colour]) => [task, overlayTables(colour, alpha)])
+  );
+  redrawAll();
+}
+
+// The optic disc's centre and diameter at the slider's threshold, as segment's optic_disc.csv gives them.
+async function showDisc(entry) {
+  const url = entry.res.urls.optic_disc;
+  if (!url) return;
+  const threshold = state.threshold.toFixed(2);
+  const el = entry.card.querySelector(".disc");
+  let disc;
+  try {
+    const response = await fetch(`${url}?threshold=${threshold}`);
+    if (!response.ok) return; // the server forgot the result: the downloads say so
+    disc = await response.json();
+  } catch {
+    return; // the server is gone: the next upload says so
+  }
+  if (threshold !== state.threshold.toFixed(2)) return; // the slider moved on meanwhile
+  el.textContent = disc.diameter === ""
+    ? `Optic disc: none at threshold ${threshold}.`
+    : `Optic disc at threshold ${threshold}: centre (x ${disc.centre_x}, y ${disc.centre_y}), ` +
+      `diameter ${disc.diameter} pixels of the photograph (of a circle of the same area).`;
+  el.hidden = false;
 }
 
 let redrawPending = false;
@@ -189,7 +223,8 @@ function updateProgress() {
   $("progress-bar").hidden = state.total === 0;
   $("progress").max = Math.max(1, state.total);
   $("progress").value = state.finished;
-  let text = `${state.finished} of ${state.total} photograph${state.total === 1 ? "" : "s"} done`;
+  const segmented = state.finished - state.failed;
+  let text = `${segmented} of ${state.total} photograph${state.total === 1 ? "" : "s"} segmented`;
   if (state.failed) text += `, ${state.failed} failed`;
   if (state.entries.length) text += ` · ${state.seconds.toFixed(2)} s segmenting`;
   $("progress-text").textContent = text;
@@ -244,8 +279,11 @@ async function segmentOne({ file, card }) {
   draw(entry);
   state.observer.observe(card);
   const size = `${body.width}×${body.height}`;
-  setStatus(card, `${body.seconds.toFixed(2)} s · ${body.model} (${body.task.replace("_", " ")}) · ${size}`, "done");
+  const task = body.task.replace("_", " ");
+  const what = body.model.replace(/[-_]/g, " ").includes(task) ? body.model : `${body.model} (${task})`;
+  setStatus(card, `${body.seconds.toFixed(2)} s · ${what} · ${size}`, "done");
   card.classList.add("done");
+  showDisc(entry);
 }
 
 async function loadPreview(res, card) {

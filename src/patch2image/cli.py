@@ -295,6 +295,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from patch2image.segment import (
         Outputs,
         Terminated,
+        claim_outputs,
         describe_failure,
         expand_inputs,
         output_stem,
@@ -326,6 +327,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         raise UserError(f"--measure: {args.model} is an optic disc model; measurements need a vessel model")
     check_scale_arguments(args.microns_per_pixel, args.fov_degrees)
     disc = _segmenter(args, args.disc_model) if args.measure else None
+    tables = ("measurements.csv",) if args.measure else ()
+    record = claim_outputs(files, Path(args.out), segmenter.metadata.task, args.overwrite, tables)  # before the bar
     failed, started = len(problems), time.perf_counter()
     bar = tqdm(total=len(files), desc="segment", unit="image", disable=args.quiet or len(files) == 1, file=sys.stderr)
 
@@ -365,9 +368,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     try:
         with bar:
             table = segment_photographs(
-                files, segmenter, Path(args.out), outputs, report, args.workers, args.overwrite, warn,
-                None if args.quiet else note,
-                tables=("measurements.csv",) if args.measure else (), then=measure if args.measure else None,
+                record, segmenter, outputs, report, args.workers, warn, None if args.quiet else note,
+                measure if args.measure else None,
             )  # fmt: skip
     except Terminated:
         print("terminated (SIGTERM); the outputs written so far are complete", file=sys.stderr)

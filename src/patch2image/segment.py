@@ -486,39 +486,45 @@ Measured = dict[Path, dict]
 """Optic disc: each segmented file's measurement (``DISC_COLUMNS``)."""
 
 
-def segment_photographs(
-    files: list[Path],
-    segmenter: Segmenter,
-    out_dir: Path,
-    outputs: Outputs,
-    report: Report,
-    workers: int = 0,
-    overwrite: bool = False,
-    warn: Callable[[Path, str], None] | None = None,
-    note: Callable[[Path, str], None] | None = None,
-    tables: tuple[str, ...] = (),
-    then: Callable[[], None] | None = None,
-) -> Path | None:
-    """``patch2image segment``: ``files`` into ``out_dir``, which is checked, created and its record kept.
+def claim_outputs(
+    files: list[Path], out_dir: Path, task: str, overwrite: bool = False, tables: tuple[str, ...] = ()
+) -> OutputRecord:
+    """``--out`` made ready for ``files``: checked, created, this run's names claimed; nothing written on refusal.
 
-    Nothing is written when an output would replace an input or a file ``segment`` did not write
-    (unless ``overwrite``; :class:`OutputRecord`). Each file is reported, and warned about, as
-    :func:`segment_files` does.
-    ``tables``: other files the run writes into ``out_dir`` (``measurements.csv``), written by ``then``
-    after the photographs, inside the record.
-    Returns the optic disc's table (``optic_disc.csv``), None for vessels.
+    Refused (one line) when an output would replace an input, or a file ``segment`` did not write
+    (unless ``overwrite``; :class:`OutputRecord`). ``tables``: other files the run writes there
+    (``measurements.csv``).
     """
-    check({"workers": Interval(0, integer=True)}, {"workers": workers})
     check_stems(files)
-    record = OutputRecord(out_dir, files, segmenter.metadata.task, tables)
+    record = OutputRecord(out_dir, files, task, tables)
     record.check(overwrite)  # before anything is written: never an input, never a file segment did not write
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{out_dir}: cannot create the output folder ({exc.strerror or exc})") from None
     record.claim()
+    return record
+
+
+def segment_photographs(
+    record: OutputRecord,
+    segmenter: Segmenter,
+    outputs: Outputs,
+    report: Report,
+    workers: int = 0,
+    warn: Callable[[Path, str], None] | None = None,
+    note: Callable[[Path, str], None] | None = None,
+    then: Callable[[], None] | None = None,
+) -> Path | None:
+    """``patch2image segment``: the files of a :func:`claim_outputs` record into its folder; the record settled.
+
+    Each file is reported, warned about and noted as :func:`segment_files` does; ``then`` writes the
+    record's other tables after the photographs. Returns the optic disc's table (``optic_disc.csv``),
+    None for vessels.
+    """
+    out_dir = record.out
     try:
-        measured = segment_files(files, segmenter, out_dir, outputs, report, workers, warn, note)
+        measured = segment_files(record.files, segmenter, out_dir, outputs, report, workers, warn, note)
         if then is not None:
             then()
         if not measured:
@@ -553,6 +559,7 @@ def segment_files(
         SIGTERM arrived (where the caller leaves SIGTERM to its default): the workers are stopped and no
         temporary file is left behind. A ``SystemExit(143)``.
     """
+    check({"workers": Interval(0, integer=True)}, {"workers": workers})
     measured: Measured = {}
     with _sigterm_raises_terminated():
         if workers <= 0:

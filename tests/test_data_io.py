@@ -352,7 +352,7 @@ def test_empty_and_unrecognised_folders(tmp_path):
     with pytest.raises(UserError, match="split has no images"):
         open_dataset(tmp_path).files("test")
     (tmp_path / "other").mkdir()
-    with pytest.raises(UserError, match=r"other: not a DRIVE, STARE, CHASE_DB1, IDRiD or images/labels folder layout"):
+    with pytest.raises(UserError, match=r"other: not a DRIVE, STARE, CHASE_DB1, IDRiD, LES-AV or images/labels folder"):
         open_dataset(tmp_path / "other")
     with pytest.raises(UserError, match="no such folder"):
         open_dataset(tmp_path / "missing")

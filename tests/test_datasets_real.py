@@ -206,4 +206,4 @@ def test_data_check_reports_each_problem_of_a_broken_copy(datasets, tmp_path, ca
 def test_data_check_on_something_else_exits_2(tmp_path, capsys):
     assert main(["data", "check", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err == f"error: {tmp_path}: not a DRIVE, STARE, CHASE_DB1, IDRiD or images/labels folder layout\n"
+    assert err == f"error: {tmp_path}: not a DRIVE, STARE, CHASE_DB1, IDRiD, LES-AV or images/labels folder layout\n"

@@ -291,7 +291,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from patch2image.inference import load_segmenter
-    from patch2image.measure.scale import check_scale_arguments
     from patch2image.segment import (
         Outputs,
         Terminated,
@@ -323,10 +322,14 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     outputs = Outputs(args.threshold, args.prob_bits, segmenter.metadata.task)
-    if args.measure and segmenter.metadata.task != "vessels":
-        raise UserError(f"--measure: {args.model} is an optic disc model; measurements need a vessel model")
-    check_scale_arguments(args.microns_per_pixel, args.fov_degrees)
-    disc = _segmenter(args, args.disc_model) if args.measure else None
+    disc = None
+    if args.measure:  # only then: measuring imports scikit-image and SciPy, which segmenting does not need
+        from patch2image.measure.scale import check_scale_arguments
+
+        if segmenter.metadata.task != "vessels":
+            raise UserError(f"--measure: {args.model} is an optic disc model; measurements need a vessel model")
+        check_scale_arguments(args.microns_per_pixel, args.fov_degrees)
+        disc = _segmenter(args, args.disc_model)
     tables = ("measurements.csv",) if args.measure else ()
     record = claim_outputs(files, Path(args.out), segmenter.metadata.task, args.overwrite, tables)  # before the bar
     failed, started = len(problems), time.perf_counter()

@@ -25,8 +25,8 @@ milliseconds and the cohort machinery's own cost per photograph shows as much as
 It writes ``benchmarks/results/cohort.json`` (each stage replaces its own figures; a throughput run replaces
 the earlier ones of the same cohort sizes) and prints them.
 
-    nice -n 5 .venv/bin/python benchmarks/cohort.py --photos 1000 --workers 1 2 --cost
-    nice -n 5 .venv/bin/python benchmarks/cohort.py --kill-and-resume 10000
+    nice -n 5 .venv/bin/python -m benchmarks.cohort --photos 1000 --workers 1 2 --cost
+    nice -n 5 .venv/bin/python -m benchmarks.cohort --kill-and-resume 10000
 """
 
 import argparse
@@ -324,7 +324,7 @@ def main() -> None:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
         model = make_model(work / "light.safetensors")
-        command = " ".join(["nice -n 5 .venv/bin/python benchmarks/cohort.py", *sys.argv[1:]])
+        command = " ".join(["nice -n 5 .venv/bin/python -m benchmarks.cohort", *sys.argv[1:]])
         if args.photos:
             runs = throughput(work, model, args.photos, args.workers, args.rounds)
             earlier = [r for r in record.get("throughput", []) if {p["photos"] for p in r["runs"]} - set(args.photos)]

@@ -1,7 +1,7 @@
 """The figures the fundus-photograph warning rests on: its features on every photograph of the datasets
 and on the non-fundus photographs scikit-image ships.
 
-    .venv/bin/python benchmarks/fundus_check.py [--datasets-root ../shared/datasets]
+    .venv/bin/python -m benchmarks.fundus_check [--datasets-root ../shared/datasets]
 
 Prints every photograph the rule (``patch2image.fundus_check.RULE``) warns about, then, per group, each
 feature's minimum, median and maximum, and writes ``benchmarks/results/fundus_check.json`` (every
@@ -16,18 +16,16 @@ because fundus and other photographs overlap on them:
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import cv2  # noqa: E402
-from machine import describe_machine  # noqa: E402
 
+from benchmarks.machine import describe_machine  # noqa: E402
 from patch2image.data import field_of_view_mask, open_dataset, read_image  # noqa: E402
 from patch2image.fundus_check import RULE, check_photograph, work_copy  # noqa: E402
 

@@ -29,7 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-from machine import describe_machine
+
+from benchmarks.machine import describe_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT.parent / "shared" / "datasets" / "DRIVE" / "test" / "images" / "01_test.tif"

@@ -1,6 +1,6 @@
 """Does measuring a photograph cost more than segmenting it? Per photograph at DRIVE's size, on this machine.
 
-    nice -n 5 .venv/bin/python benchmarks/measure.py --model vessels --dataset DRIVE --split test
+    nice -n 5 .venv/bin/python -m benchmarks.measure --model vessels --dataset DRIVE --split test
 
 For each photograph, in one alternating run: the vessel segmentation (the command's default: ``--backend auto``
 and its precision, as ``segment`` runs it), the optic disc segmentation, and ``measure_masks`` on the two
@@ -14,7 +14,7 @@ import statistics
 import sys
 import time
 
-from machine import add_dataset_arguments, describe_machine, open_scored_dataset, write_record
+from benchmarks.machine import add_dataset_arguments, describe_machine, open_scored_dataset, write_record
 
 
 def main(argv=None) -> int:

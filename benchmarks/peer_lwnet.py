@@ -50,13 +50,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import describe_machine
 from PIL import Image
 from safetensors.torch import load_file
-from segmentation_time import ROOT, run_command
 from skimage.transform import resize
 from torch import nn
 
+from benchmarks.machine import describe_machine
+from benchmarks.segmentation_time import ROOT, run_command
 from patch2image.data import load_sample, open_dataset
 from patch2image.evaluation import evaluate_cases, write_evaluation
 from patch2image.networks import count_parameters

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from machine import describe_machine
 from skimage.data import retina
 
+from benchmarks.machine import describe_machine
 from patch2image.preprocessing import Preprocessing, resize
 
 

@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-from machine import describe_machine
-from segmentation_time import ROOT, run_command
 
+from benchmarks.machine import describe_machine
+from benchmarks.segmentation_time import ROOT, run_command
 from patch2image.data import load_sample, open_dataset
 from patch2image.evaluation import evaluate_cases
 from patch2image.inference import TRAINING_SIZE, Segmenter

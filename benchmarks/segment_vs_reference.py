@@ -35,8 +35,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from machine import describe_machine
-from segmentation_time import DRIVE_TEST, ROOT, run_command
+from benchmarks.machine import describe_machine
+from benchmarks.segmentation_time import DRIVE_TEST, ROOT, run_command
 
 REFERENCE = ROOT.parent / "shared" / "bench" / "ref_segment.py"
 JSON_OUT = ROOT / "benchmarks" / "results" / "segment_vs_reference.json"

@@ -29,8 +29,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from machine import describe_machine
-from segmentation_time import DOCS, DRIVE_METADATA, DRIVE_TEST, ROOT, run_command, write_docs_section
+from benchmarks.machine import describe_machine
+from benchmarks.segmentation_time import DOCS, DRIVE_METADATA, DRIVE_TEST, ROOT, run_command, write_docs_section
 
 JSON_OUT = ROOT / "benchmarks" / "results" / "segment_workers.json"
 HEADING = "## Batch segmentation with workers"

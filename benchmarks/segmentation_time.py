@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import describe_machine
 
+from benchmarks.machine import describe_machine
 from patch2image.data import read_image
 from patch2image.inference import Segmenter, predict_image, predict_patches
 from patch2image.networks import create_network, network_label

@@ -13,7 +13,7 @@ export and ``--backend auto``'s remembered choice), so every timed run is a run 
 choice, as every run after a user's first is. The ratios of each round are what to compare on a shared
 machine: a load that comes and goes slows a round's three runs alike.
 
-    .venv/bin/python benchmarks/startup.py --before COMMIT [--images DIR] [--networks light] [--rounds 7]
+    .venv/bin/python -m benchmarks.startup --before COMMIT [--images DIR] [--networks light] [--rounds 7]
 
 Writes ``benchmarks/results/startup-IMAGES.json`` (IMAGES: the folder's name). With ``--profile``, each
 version also runs once under cProfile, and the record gets where that run's time went (``PARTS``).
@@ -31,9 +31,9 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from machine import describe_machine
-from segment_vs_reference import REFERENCE, timed
-from segmentation_time import DRIVE_TEST, ROOT, run_command
+from benchmarks.machine import describe_machine
+from benchmarks.segment_vs_reference import REFERENCE, timed
+from benchmarks.segmentation_time import DRIVE_TEST, ROOT, run_command
 
 PARTS = {
     "imports": "<frozen importlib._bootstrap>:1165(_find_and_load)",

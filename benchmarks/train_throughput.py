@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-from machine import describe_machine
 
+from benchmarks.machine import describe_machine
 from patch2image.config import AugmentationConfig
 from patch2image.networks import create_network
 from patch2image.training.auto_settings import TrainingSettings, candidates, choose_settings

@@ -1,6 +1,6 @@
 """Agreement of the measurements from predicted vessel masks with those from the manual labels.
 
-    nice -n 5 .venv/bin/python scripts/measure_agreement.py /work/shared/datasets --out docs/results
+    nice -n 5 .venv/bin/python -m scripts.measure_agreement /work/shared/datasets --out docs/results
 
 For every labelled photograph of DRIVE, STARE, CHASE_DB1 and LES-AV: the vessels segmented by a shipped model
 that did not train on that dataset (``MODELS``), the optic disc by the shipped disc model, then every feature

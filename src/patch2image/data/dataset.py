@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from patch2image.data.pairing import list_images, pair_files
+from patch2image.data.pairing import find_child, list_images, pair_files
 from patch2image.data.sample import SampleFiles
 from patch2image.errors import UserError
 
@@ -209,3 +209,23 @@ def fold_table(dataset: str, name_of=str) -> dict[int, dict[str, list[str]]]:
         entry["fold"]: {split: [name_of(i) for i in entry[split]] for split in ("train", "val", "test")}
         for entry in json.loads(text)[dataset]
     }
+
+
+def pair_split_folders(root: Path, labels: str, second: str | None = None) -> tuple[dict, list[str]]:
+    """``training/`` and ``test/``, each holding ``images/``, ``LABELS/`` and ``mask/`` (the test split also
+    ``SECOND/``, a second observer's labels): {"train": cases, "test": cases} and what is wrong, one line each."""
+    groups, problems = {}, []
+    for split, name in (("train", "training"), ("test", "test")):
+        folder = find_child(root, (name,))
+        images = find_child(folder, ("images",)) if folder is not None else None
+        if images is None:
+            problems.append(f"{(folder or root / name) / 'images'}: missing folder")
+            groups[split] = []
+            continue
+        found_labels = find_child(folder, (labels,))
+        if found_labels is None:
+            problems.append(f"{folder / labels}: missing folder (the labels)")
+        found_second = find_child(folder, (second,)) if second and split == "test" else None
+        groups[split], found = pair_folders(images, found_labels, find_child(folder, ("mask",)), found_second)
+        problems += found
+    return groups, problems

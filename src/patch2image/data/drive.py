@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from patch2image.data.dataset import Dataset, DatasetSpec, pair_folders
+from patch2image.data.dataset import Dataset, DatasetSpec, pair_split_folders
 from patch2image.data.pairing import find_child
 
 
@@ -17,21 +17,7 @@ def _is_drive(root: Path) -> bool:
 
 
 def _open_drive(root: Path) -> Dataset:
-    groups, problems = {}, []
-    for split, name in (("train", "training"), ("test", "test")):
-        folder = find_child(root, (name,))
-        images = find_child(folder, ("images",))
-        if images is None:
-            problems.append(f"{folder / 'images'}: missing folder")
-            groups[split] = []
-            continue
-        labels = find_child(folder, ("1st_manual",))
-        if labels is None:
-            problems.append(f"{folder / '1st_manual'}: missing folder (the labels)")
-        masks = find_child(folder, ("mask",))
-        second = find_child(folder, ("2nd_manual",)) if split == "test" else None
-        groups[split], found = pair_folders(images, labels, masks, second)
-        problems += found
+    groups, problems = pair_split_folders(root, "1st_manual", second="2nd_manual")
     return DATASET.dataset(root, groups, problems=problems)
 
 

@@ -4,7 +4,7 @@ vessel labels, artery/vein labels and FOV masks."""
 import dataclasses
 from pathlib import Path
 
-from patch2image.data.dataset import Dataset, DatasetSpec, pair_folders
+from patch2image.data.dataset import Dataset, DatasetSpec, pair_split_folders
 from patch2image.data.pairing import find_child, list_images, sample_name
 
 ARTERY_VEIN_CLASSES = {0: "background", 1: "artery", 2: "vein", 3: "uncertain"}
@@ -21,20 +21,10 @@ def _is_les_av(root: Path) -> bool:
 
 
 def _open_les_av(root: Path) -> Dataset:
-    groups, problems = {}, []
+    groups, problems = pair_split_folders(root, "vessels")
     for split, name in (("train", "training"), ("test", "test")):
         folder = find_child(root, (name,))
-        images = find_child(folder, ("images",)) if folder is not None else None
-        if images is None:
-            problems.append(f"{root / name / 'images'}: missing folder")
-            groups[split] = []
-            continue
-        labels = find_child(folder, ("vessels",))
-        if labels is None:
-            problems.append(f"{folder / 'vessels'}: missing folder (the labels)")
-        cases, found = pair_folders(images, labels, find_child(folder, ("mask",)))
-        groups[split] = _with_artery_vein(cases, find_child(folder, ("av",)), problems)
-        problems += found
+        groups[split] = _with_artery_vein(groups[split], folder and find_child(folder, ("av",)), problems)
     return DATASET.dataset(root, groups, problems=problems)
 
 

@@ -168,7 +168,9 @@ def test_sigkill_then_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_
     assert 2 <= interrupted_at < 8
     assert not (killed / "finetuned.safetensors").exists()
 
-    assert main(["train", str(config), "--out", str(killed), "--resume", "--quiet"]) == 0
+    # Resumed in a process like the other two: this one's torch threads may have been changed by earlier tests,
+    # and another thread count sums in another order, which changes the last bits of the weights.
+    subprocess.run([*command, "--resume"], check=True, capture_output=True)
     uninterrupted = tmp_path / "uninterrupted"
     subprocess.run([*command[:-3], "--out", str(uninterrupted), "--quiet"], check=True, capture_output=True)
     a = load_file(str(killed / "finetuned.safetensors"))

@@ -64,6 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_dataset_arguments(parser)
     parser.add_argument("--limit", type=int, help="the first N images only")
+    parser.add_argument("--multipliers", type=float, nargs="+", default=MULTIPLIERS, help="of the rule's size")
     parser.add_argument("--crops", default=str(ROOT / "docs" / "results" / "cross-dataset"))
     args = parser.parse_args()
 
@@ -71,12 +72,12 @@ def main() -> None:
     files = files[: args.limit]
     model, metadata = load_model(args.model)
     started = time.perf_counter()
-    found, window = {m: [] for m in MULTIPLIERS}, None
+    found, window = {m: [] for m in args.multipliers}, None
     for index, sample_files in enumerate(files):
         sample = load_sample(sample_files)
         (height, width), rule = working_size(sample.image, metadata, fov=sample.fov)
         print(f"{sample.name}: {rule}")
-        for m in MULTIPLIERS:
+        for m in args.multipliers:
             mask = Segmenter(model, metadata, scale=m)(sample.image) >= metadata.threshold
             mask &= sample.fov
             found[m].append(describe(mask, sample.fov))

@@ -4,7 +4,6 @@ One local cluster of two worker processes serves the module; the command killed 
 process of its own, with a cluster of its own.
 """
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -307,14 +306,6 @@ def test_measured_rows_equal_the_measurements_of_segments_masks(model, photos, c
                 assert row[name] == value, name
             else:
                 assert row[name] == pytest.approx(float(value)), name
-
-
-@pytest.mark.skipif(importlib.util.find_spec("patch2image.measure") is not None, reason="this installation measures")
-def test_measure_without_the_measurements_is_one_line(model, tmp_path, capsys):
-    Image.fromarray(fundus(48, 0)).save(tmp_path / "a.png")
-    assert cli.main(["cohort", str(tmp_path), "--out", str(tmp_path / "out"), "--model", model, "--measure"]) == 2
-    err = capsys.readouterr().err
-    assert "--measure" in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_photograph_that_kills_every_worker_fails_with_the_reason(model, photos, client, tmp_path):

@@ -126,15 +126,20 @@ def measure_files(files: list[Path], measurer: Measurer, report) -> list[dict]:
     from patch2image.data import read_image
     from patch2image.segment import output_stem
 
+    return _rows(files, lambda path: {"image": output_stem(path)} | measurer.photograph(read_image(path)), report)
+
+
+def _rows(items, row_of, report) -> list[dict]:
+    """``row_of(item)`` for each item, each reported; one bad file must not stop the others."""
     rows = []
-    for path in files:
+    for item in items:
         try:
-            row = {"image": output_stem(path)} | measurer.photograph(read_image(path))
-        except Exception as exc:  # one bad file must not stop the others
-            report(path, exc)
+            row = row_of(item)
+        except Exception as exc:
+            report(item, exc)
         else:
             rows.append(row)
-            report(path, None)
+            report(item, None)
     return rows
 
 
@@ -157,21 +162,13 @@ def measure_mask_files(
     """
     from patch2image.data import read_mask
 
-    rows = []
-    for path in files:
-        try:
-            vessels = read_mask(path)
-            fov = _beside(fov_dir, path, vessels.shape)
-            disc = _beside(disc_dir, path, vessels.shape)
-            row = {"image": mask_stem(path)} | measurer.masks(
-                vessels, np.ones_like(vessels) if fov is None else fov, disc
-            )
-        except Exception as exc:
-            report(path, exc)
-        else:
-            rows.append(row)
-            report(path, None)
-    return rows
+    def row_of(path: Path) -> dict:
+        vessels = read_mask(path)
+        fov = _beside(fov_dir, path, vessels.shape)
+        disc = _beside(disc_dir, path, vessels.shape)
+        return {"image": mask_stem(path)} | measurer.masks(vessels, np.ones_like(vessels) if fov is None else fov, disc)
+
+    return _rows(files, row_of, report)
 
 
 def _beside(folder: Path | None, path: Path, shape) -> np.ndarray | None:
@@ -193,13 +190,7 @@ def measure_segmented(masks: dict[Path, Path], measurer: Measurer, report) -> li
     from patch2image.data import read_image, read_mask
     from patch2image.segment import output_stem
 
-    rows = []
-    for photo, mask in masks.items():
-        try:
-            row = {"image": output_stem(photo)} | measurer.photograph(read_image(photo), vessels=read_mask(mask))
-        except Exception as exc:
-            report(photo, exc)
-        else:
-            rows.append(row)
-            report(photo, None)
-    return rows
+    def row_of(photo: Path) -> dict:
+        return {"image": output_stem(photo)} | measurer.photograph(read_image(photo), vessels=read_mask(masks[photo]))
+
+    return _rows(masks, row_of, report)

@@ -52,8 +52,8 @@ def skip_summary(skipped: dict[str, list[str]]) -> str:
     parts = []
     if _SKIP_REASON in skipped:
         parts.append(
-            f"{len(skipped[_SKIP_REASON])} need the real datasets at {DATASETS} (put DRIVE, STARE, CHASE_DB1 and "
-            "IDRiD there, docs/datasets.md, or set PATCH2IMAGE_DATASETS=DIR)"
+            f"{len(skipped[_SKIP_REASON])} need the real datasets at {DATASETS} (put DRIVE, STARE, CHASE_DB1, IDRiD "
+            "and LES-AV there, docs/datasets.md, or set PATCH2IMAGE_DATASETS=DIR)"
         )
     for reason, ids in sorted(skipped.items(), key=lambda item: -len(item[1])):
         if reason != _SKIP_REASON:

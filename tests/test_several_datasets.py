@@ -60,6 +60,21 @@ def test_a_run_on_two_datasets_scores_every_test_image_and_records_both(tmp_path
     assert sorted(p.stem for p in (out / "predictions" / "finetuned").glob("*.png")) == sorted(names)
 
 
+def test_hold_out_test_false_trains_on_the_test_images_too_and_scores_no_rows(tmp_path, capsys):
+    every = [dict(d, hold_out_test=False) for d in TWO_SYNTHETIC["dataset"]]
+    config = load_config(_write(tmp_path, dict(TWO_SYNTHETIC, dataset=[every[0], TWO_SYNTHETIC["dataset"][1]])))
+    train, val, test, _ = prepare_data(config, tmp_path / "prepared")
+    assert len(train.names) == 6 + 2 + 6 and len(val.names) == 2 * 2  # the first's test images train
+    assert [n.split("-")[0] for n in test.names] == ["synthetic2"] * 2  # the second's are still held out
+
+    out = tmp_path / "run"
+    assert main(["train", str(_write(tmp_path, dict(TWO_SYNTHETIC, dataset=every))), "--out", str(out), "--quiet"]) == 0
+    assert "no test images were held out" in capsys.readouterr().out
+    assert not (out / "metrics").exists() and not (out / "predictions").exists()
+    _, metadata = read_weights(out / "finetuned.safetensors")
+    assert metadata.test_images == [] and metadata.threshold == 0.5
+
+
 def test_a_list_of_datasets_names_the_item_in_errors(tmp_path, capsys):
     bad = dict(TWO_SYNTHETIC, dataset=[{"kind": "synthetic"}, {"kind": "synthetic", "colour": 1}])
     assert main(["train", str(_write(tmp_path, bad)), "--out", str(tmp_path / "o")]) == 2

@@ -143,10 +143,15 @@ def cmd_train(args) -> int:
     from patch2image.config import load_config
     from patch2image.evaluation import format_results
     from patch2image.experiment import run_experiment
+    from patch2image.training import distributed
 
     config = load_config(args.config, args.fold, args.seed)
     rows = run_experiment(config, args.out, args.resume, args.quiet, args.device)
-    if not rows:  # a torchrun process other than rank 0
+    if not distributed.is_main():
+        return 0
+    if not rows:
+        print(f"results in {args.out}: no test images were held out, so no rows are scored; "
+              "score its weights on other photographs with `patch2image evaluate --model`")
         return 0
     threshold = config.evaluation.threshold
     scored = "thresholds chosen on validation images" if threshold == "validation" else f"threshold {threshold:g}"

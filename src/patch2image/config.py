@@ -36,6 +36,7 @@ class DatasetConfig:
     fold: int | None = None
     task: str | None = None  # folder only: vessels (default) or optic_disc; the official datasets know theirs
     val_fraction: float = 0.2
+    hold_out_test: bool = True  # false: the test images train too (a model to ship); no rows are scored on them
     size: list[int] | None = None  # (height, width) the images are resized to; default the paper's (or the
     # first dataset's scale, for the second and later datasets of a list)
     synthetic_images: int = 16  # synthetic only: train images (a quarter as many test images)

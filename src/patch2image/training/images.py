@@ -75,6 +75,8 @@ def prepare_data(config: Config, out: Path) -> tuple[PreparedImages, PreparedIma
             split: dataset.files(split, dataset_config.fold, dataset_config.val_fraction, config.seed)
             for split in splits
         }
+        if not dataset_config.hold_out_test:
+            files["train"], files["test"] = files["train"] + files["test"], []
         if diameter is None or dataset_config.size:
             size = dataset_config.size or dataset.paper_size or load_sample(files["train"][0]).original_size
             size = round_to_multiple(size, divisor)
@@ -82,7 +84,7 @@ def prepare_data(config: Config, out: Path) -> tuple[PreparedImages, PreparedIma
         else:
             size_of = lambda sample, d=diameter: _same_eye_width(sample, d, divisor)  # noqa: E731
         for split in splits:
-            if not files[split]:
+            if not files[split] and (split != "test" or dataset_config.hold_out_test):
                 raise UserError(f"{dataset.root}: no {split} images (with the fold and val_fraction given)")
             images = prepare_images(files[split], size_of, config, keep_original=split == "test")
             if len(config.datasets) > 1:  # names stay unique, and say where each image came from
@@ -154,6 +156,8 @@ def prepare_images(files, size_of, config: Config, keep_original: bool = False) 
 
 def _on_canvas(images: list[_Image], divisor: int) -> PreparedImages:
     """Images of any sizes in the top-left corners of one zero canvas (their size, when they share one)."""
+    if not images:  # no test images: every labelled image trains (``hold_out_test: false``)
+        return PreparedImages([], np.zeros((0, 0, 0), np.float32), np.zeros((0, 0, 0), bool), [], [], [], [])
     sizes = [image.label.shape for image in images]
     canvas = round_to_multiple(tuple(max(side) for side in zip(*sizes, strict=True)), divisor)
     channel_axes = images[0].network_input.shape[:-2]  # () for one channel, (C,) for several

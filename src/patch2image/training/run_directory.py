@@ -137,6 +137,8 @@ class RunDirectory:
         threshold = self.config.evaluation.threshold
         if threshold == "validation":
             threshold = best_dice_threshold([predict(image) for image in self.val.inputs], list(self.val.label))
+        if not self.test.names:  # every labelled image trained (``hold_out_test: false``): nothing to score on
+            return threshold
         cases = []
         for name, image, (h, w), sample in zip(
             self.test.names, self.test.inputs, self.test.sizes, self.test.original, strict=True

@@ -150,8 +150,10 @@ def cmd_train(args) -> int:
     if not distributed.is_main():
         return 0
     if not rows:
-        print(f"results in {args.out}: no test images were held out, so no rows are scored; "
-              "score its weights on other photographs with `patch2image evaluate --model`")
+        print(
+            f"results in {args.out}: no test images were held out, so no rows are scored; "
+            "score its weights on other photographs with `patch2image evaluate --model`"
+        )
         return 0
     threshold = config.evaluation.threshold
     scored = "thresholds chosen on validation images" if threshold == "validation" else f"threshold {threshold:g}"

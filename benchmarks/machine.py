@@ -3,6 +3,8 @@ model on a dataset's images share: their arguments and where their record goes."
 
 import argparse
 import json
+import sys
+import time
 from pathlib import Path
 
 import torch
@@ -35,9 +37,16 @@ def open_scored_dataset(args: argparse.Namespace):
     return dataset, dataset.files(args.split, fold=args.fold)
 
 
-def write_record(args: argparse.Namespace, benchmark: str, model_name: str, dataset_kind: str, record: dict) -> None:
-    """``--out``/BENCHMARK-MODEL-DATASET.json."""
-    out = Path(args.out) / f"{benchmark}-{model_name}-{dataset_kind}.json"
+def write_record(args: argparse.Namespace, benchmark: str, model_name: str, dataset, files, started: float, record):
+    """``--out``/BENCHMARK-MODEL-DATASET.json: ``record`` after the fields every scoring benchmark shares.
+
+    Those are the model and the images (``dataset``'s ``files`` of ``--split``), the seconds since
+    ``started`` (``time.perf_counter``), the machine and the command that reproduces the record.
+    """
+    shared = {"model": args.model, "dataset": dataset.kind, "split": args.split, "images": len(files)}
+    command = f"python -m benchmarks.{benchmark} " + " ".join(sys.argv[1:])
+    timing = {"seconds": round(time.perf_counter() - started, 1), "machine": describe_machine(), "command": command}
+    out = Path(args.out) / f"{benchmark}-{model_name}-{dataset.kind}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1) + "\n")
+    out.write_text(json.dumps(shared | record | timing, indent=1) + "\n")
     print(f"written {out}")

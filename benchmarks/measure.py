@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     dataset, files = open_scored_dataset(args)
     files = files[: args.limit] if args.limit else files
     times = {"segment vessels": [], "segment disc": [], "skeleton": [], "splines": [], "measure_masks": []}
-    load = [os.getloadavg()[0]]
+    load, begun = [os.getloadavg()[0]], time.perf_counter()
     for case in files:
         rgb = read_image(case.image)
         fov = field_of_view_mask(rgb)
@@ -68,11 +68,10 @@ def main(argv=None) -> int:
     print(f"measure_masks / vessel segmentation: {ratio:.2f}")
     print(f"machine: {describe_machine()}; load average (1 min) {min(load):.1f} to {max(load):.1f}")
     record = {
-        "machine": describe_machine(), "load_1min": [min(load), max(load)], "images": len(files),
-        "dataset": dataset.kind, "model": args.model, "vessel_backend": vessel_backend, "disc_backend": disc_backend,
-        "median_seconds": medians, "measure_over_segment": ratio, "seconds": times,
+        "load_1min": [min(load), max(load)], "vessel_backend": vessel_backend, "disc_backend": disc_backend,
+        "median_seconds": medians, "measure_over_segment": ratio, "seconds_per_stage": times,
     }  # fmt: skip
-    write_record(args, "measure", args.model, dataset.kind, record)
+    write_record(args, "measure", args.model, dataset, files, begun, record)
     return 0
 
 

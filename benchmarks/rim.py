@@ -12,14 +12,13 @@ Writes ``benchmarks/results/rim-MODEL-DATASET.json``.
 """
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from benchmarks.machine import add_dataset_arguments, describe_machine, open_scored_dataset, write_record
+from benchmarks.machine import add_dataset_arguments, open_scored_dataset, write_record
 from patch2image.data import fov_diameter, load_sample
 from patch2image.inference import Segmenter
 from patch2image.weights import load_model
@@ -64,17 +63,10 @@ def main() -> None:
         print(f"{part:<7} {r['share_of_labelled']:.1%} of the vessel pixels: recall {r['recall']:.3f}, "
               f"precision {r['precision']:.3f}, Dice {r['dice']:.3f}")  # fmt: skip
     record = {
-        "model": args.model,
-        "dataset": dataset.kind,
-        "split": args.split,
-        "images": len(files),
         "band": args.band,
         "results": results,
-        "seconds": round(time.perf_counter() - started, 1),
-        "machine": describe_machine(),
-        "command": "python -m benchmarks.rim " + " ".join(sys.argv[1:]),
     }
-    write_record(args, "rim", metadata.model_name(args.model), dataset.kind, record)
+    write_record(args, "rim", metadata.model_name(args.model), dataset, files, started, record)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ A crop (800x800 at original size, where the rule's vessels are densest) of each 
 """
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import numpy as np
 from skimage.measure import label
 from skimage.morphology import skeletonize
 
-from benchmarks.machine import add_dataset_arguments, describe_machine, open_scored_dataset, write_record
+from benchmarks.machine import add_dataset_arguments, open_scored_dataset, write_record
 from benchmarks.rim import rim_and_inside
 from patch2image.data import fov_diameter, load_sample, write_png
 from patch2image.inference import Segmenter, working_size
@@ -90,16 +89,9 @@ def main() -> None:
         results[f"rule x{m:g}"] = {key: round(float(np.mean([r[key] for r in rows])), 4) for key in rows[0]}
         print(f"rule x{m:g}: " + ", ".join(f"{k} {v:g}" for k, v in results[f"rule x{m:g}"].items()))
     record = {
-        "model": args.model,
-        "dataset": dataset.kind,
-        "split": args.split,
-        "images": len(files),
         "results": results,
-        "seconds": round(time.perf_counter() - started, 1),
-        "machine": describe_machine(),
-        "command": "python -m benchmarks.scale_unlabelled " + " ".join(sys.argv[1:]),
     }
-    write_record(args, "scale_unlabelled", metadata.model_name(args.model), dataset.kind, record)
+    write_record(args, "scale_unlabelled", metadata.model_name(args.model), dataset, files, started, record)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,9 @@ a photograph no further than training shrank its own (``max_shrink``), up to the
 
 import argparse
 import dataclasses
-import sys
 import time
 
-from benchmarks.machine import add_dataset_arguments, describe_machine, open_scored_dataset, write_record
+from benchmarks.machine import add_dataset_arguments, open_scored_dataset, write_record
 from patch2image.data import load_sample
 from patch2image.evaluation import evaluate_cases
 from patch2image.inference import Segmenter, working_size
@@ -45,19 +44,12 @@ def main() -> None:
         print(f"{name:<15} AUC {mean['auc']:.4f}  Dice {mean['dice']:.4f}")
     print(f"the limit segmented them x{min(finer):g} to x{max(finer):g} finer than the plain rule")
     record = {
-        "model": args.model,
-        "dataset": dataset.kind,
-        "split": args.split,
-        "images": len(files),
         "max_shrink": metadata.max_shrink,
         "max_zoom": metadata.max_zoom,
         "finer_than_plain": finer,
         "results": results,
-        "seconds": round(time.perf_counter() - started, 1),
-        "machine": describe_machine(),
-        "command": "python -m benchmarks.shrink_limit " + " ".join(sys.argv[1:]),
     }
-    write_record(args, "shrink_limit", metadata.model_name(args.model), dataset.kind, record)
+    write_record(args, "shrink_limit", metadata.model_name(args.model), dataset, files, started, record)
 
 
 if __name__ == "__main__":

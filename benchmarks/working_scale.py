@@ -15,13 +15,12 @@ Writes ``benchmarks/results/working_scale-MODEL-DATASET.json``.
 """
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.machine import add_dataset_arguments, describe_machine, open_scored_dataset, write_record
+from benchmarks.machine import add_dataset_arguments, open_scored_dataset, write_record
 from patch2image.data import load_sample
 from patch2image.evaluation import evaluate_cases
 from patch2image.inference import Segmenter, working_size
@@ -73,17 +72,10 @@ def main() -> None:
         print(f"{name:<22} AUC {mean['auc']:.4f}  Dice {mean['dice']:.4f}")
     print(f"confident chose: {', '.join(f'x{m:g}' for m in chosen)}")
     record = {
-        "model": args.model,
-        "dataset": dataset.kind,
-        "split": args.split,
-        "images": len(files),
         "results": results,
         "confident_choices": chosen,
-        "seconds": round(time.perf_counter() - started, 1),
-        "machine": describe_machine(),
-        "command": "python -m benchmarks.working_scale " + " ".join(sys.argv[1:]),
     }
-    write_record(args, "working_scale", metadata.model_name(args.model), dataset.kind, record)
+    write_record(args, "working_scale", metadata.model_name(args.model), dataset, files, started, record)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,97 @@
+"""The leave-one-camera-out evidence: each run scored on every photograph of the camera it never saw.
+
+    .venv/bin/python -m scripts.leave_one_out        # every finished runs/without-CAMERA[-seedN]
+
+``configs/without-CAMERA.yaml`` trains on the other three cameras with the recipe of the shipped ``vessels``
+(``configs/vessels-all.yaml``). Each run's fine-tuned weights are scored with
+:func:`patch2image.evaluation.evaluate_model` (float32, inside the field of view, threshold 0.5, mean over
+images) on every photograph of the camera left out, twice: at the working-scale rule as ``segment``
+applies it, and at the plain field-of-view rule (no limit on shrinking: ``max_zoom`` 1). Runs that trained
+on LES-AV's 11 training photographs are also scored on its 11 test photographs (held out, same camera).
+
+Each score is kept in ``docs/results/leave-one-out/RUN-DATASET-SPLIT-RULE.json`` (a rerun reads it back), and
+the table is printed in Markdown beside lwnet's DRIVE-trained W-Net on the same photographs
+(``benchmarks/peer_lwnet.py``'s records).
+"""
+
+import argparse
+import dataclasses
+import json
+import statistics
+from pathlib import Path
+
+from patch2image.data import open_dataset
+from patch2image.evaluation import evaluate_model, json_safe
+from patch2image.inference import load_segmenter
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results" / "leave-one-out"
+CAMERAS = {"drive": "DRIVE", "stare": "STARE", "chase_db1": "CHASE_DB1", "les_av": "LES-AV"}
+RULES = ("rule", "plain")
+PEER = {"drive": None, "stare": (0.9811, 0.7955), "chase_db1": (0.9729, 0.7639), "les_av": (0.9482, 0.7692)}
+"""lwnet's FOV AUC / Dice on every photograph of each camera (benchmarks/results/peer_lwnet*.json); it trained
+on DRIVE's training photographs, so DRIVE has no figure on all 40."""
+
+
+def runs_of(camera: str, runs: Path) -> list[Path]:
+    """``runs/without-CAMERA`` and its other seeds, those that have finished."""
+    name = f"without-{camera.replace('_', '-')}"
+    found = [runs / name, *sorted(runs.glob(f"{name}-seed*"))]
+    return [run for run in found if (run / "finetuned.safetensors").exists()]
+
+
+def score(run: Path, kind: str, split: str, rule: str, datasets: Path) -> dict:
+    """FOV mean AUC and Dice of ``run`` on ``kind``'s ``split``, kept in RESULTS."""
+    kept = RESULTS / f"{run.name}-{kind}-{split}-{rule}.json"
+    if kept.exists():
+        return json.loads(kept.read_text())
+    segmenter = load_segmenter(run / "finetuned.safetensors", backend="torch", precision="fp32", inside_fov=False)
+    if rule == "plain":
+        segmenter = dataclasses.replace(segmenter, metadata=dataclasses.replace(segmenter.metadata, max_zoom=1.0))
+    result = evaluate_model(segmenter, open_dataset(datasets / CAMERAS[kind], kind), split, threshold=0.5)
+    mean = result["fov"]["mean"]
+    found = {"auc": mean["auc"], "dice": mean["dice"], "images": len(result["fov"]["images"])}
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_text(json.dumps(json_safe(found), indent=1) + "\n")
+    return found
+
+
+def cell(scores: list[dict], key: str) -> str:
+    values = [s[key] for s in scores]
+    text = " / ".join(f"{v:.4f}" for v in values)
+    return text + (f" (spread {max(values) - min(values):.4f})" if len(values) > 1 else "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", default=str(ROOT / "runs"))
+    parser.add_argument("--datasets", default=str(ROOT.parent / "shared" / "datasets"))
+    args = parser.parse_args()
+    runs, datasets = Path(args.runs), Path(args.datasets)
+
+    print("| camera left out | photographs | seeds | rule: AUC | rule: Dice | plain rule: Dice | lwnet AUC / Dice |")
+    print("|---|---|---|---|---|---|---|")
+    held_out = []
+    for kind, title in CAMERAS.items():
+        found = runs_of(kind, runs)
+        if not found:
+            print(f"| {title} | | not run yet | | | | |")
+            continue
+        by_rule = {rule: [score(run, kind, "all", rule, datasets) for run in found] for rule in RULES}
+        peer = "" if PEER[kind] is None else "{:.4f} / {:.4f}".format(*PEER[kind])
+        print(
+            f"| {title} | {by_rule['rule'][0]['images']} | {len(found)} | {cell(by_rule['rule'], 'auc')} | "
+            f"{cell(by_rule['rule'], 'dice')} | {cell(by_rule['plain'], 'dice')} | {peer} |"
+        )
+        if kind != "les_av":
+            held_out += [(run.name, score(run, "les_av", "test", "rule", datasets)) for run in found]
+    if held_out:
+        print("\nLES-AV's 11 test photographs, by runs that trained on its other 11:")
+        for name, found in held_out:
+            print(f"- {name}: AUC {found['auc']:.4f}, Dice {found['dice']:.4f}")
+        dice = [found["dice"] for _, found in held_out]
+        print(f"- mean Dice {statistics.mean(dice):.4f} over {len(dice)} runs")
+
+
+if __name__ == "__main__":
+    main()

@@ -5,6 +5,7 @@ The rule is checked on every photograph of every dataset (no warning) and on the
 scikit-image ships (a warning each), and on scikit-image's own fundus photograph (no warning).
 """
 
+import dataclasses
 import warnings
 
 import cv2
@@ -91,6 +92,8 @@ def test_the_python_api_flags_the_result(photographs):
     assert not portrait.looks_like_fundus and portrait.fundus.warning.startswith("does not look like a fundus")
     eye = model(photographs / "01_test.png")
     assert eye.looks_like_fundus and eye.fundus.warning is None
+    unchecked = dataclasses.replace(model, check_fundus=False)(scikit_image("astronaut"))  # as evaluate scores
+    assert unchecked.fundus is None and np.array_equal(unchecked, portrait)
 
 
 def test_the_page_gets_the_warning(photographs):

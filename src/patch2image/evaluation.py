@@ -105,10 +105,10 @@ def evaluate_model(
     check({"threshold": THRESHOLD.but_optional()}, {"threshold": threshold})  # before the model loads
     model_name = model
     if isinstance(model, Segmenter):
-        model = dataclasses.replace(model, inside_fov=False)
+        model = dataclasses.replace(model, inside_fov=False, check_fundus=False)
     else:
         model = load_segmenter(model, backend=backend, precision="fp32", network=network, announce=announce,
-                               mode=mode, stride=stride, tta=tta, inside_fov=False)  # fmt: skip
+                               mode=mode, stride=stride, tta=tta, inside_fov=False, check_fundus=False)  # fmt: skip
         if model.metadata.dataset == dataset.kind and model.metadata.input_size:
             model = dataclasses.replace(model, size=TRAINING_SIZE)
     threshold = model.threshold if threshold is None else threshold

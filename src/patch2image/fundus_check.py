@@ -138,7 +138,7 @@ def _surround_level(brightest: np.ndarray, fov: np.ndarray) -> float:
 
 class Probabilities(np.ndarray):
     """(H, W) float32 probabilities, as :class:`patch2image.inference.Segmenter` returns them, with
-    ``fundus``: the :class:`FundusCheck` of the photograph they were computed from."""
+    ``fundus``: the :class:`FundusCheck` of the photograph they were computed from (None: not checked)."""
 
     fundus: FundusCheck | None = None
 

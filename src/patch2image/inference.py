@@ -467,6 +467,9 @@ class Segmenter:
     inside_fov, largest_region : bool
         Post-processing (:class:`patch2image.postprocessing.Postprocessing`): clear outside the field of
         view; keep the optic disc's largest region in :meth:`mask`.
+    check_fundus : bool, default True
+        Check each photograph for looking like a fundus photograph (:mod:`patch2image.fundus_check`);
+        scoring labelled photographs (``evaluate``) turns it off, as it knows them to be.
 
     Examples
     --------
@@ -488,6 +491,7 @@ class Segmenter:
     scale: float = 1.0
     inside_fov: bool = True
     largest_region: bool = True
+    check_fundus: bool = True
 
     def __post_init__(self):
         if isinstance(self.size, str) and self.size != TRAINING_SIZE:
@@ -525,7 +529,8 @@ class Segmenter:
 
         check_pixels("image array", rgb.shape[1], rgb.shape[0], "array holds")  # the limit files have
         fov = field_of_view_mask(rgb)  # once, for the working scale, clearing outside the eye and the fundus check
-        return with_check(self.finish(self.predict(self.prepare(rgb, fov)), fov), check_photograph(rgb, fov))
+        prob = self.finish(self.predict(self.prepare(rgb, fov)), fov)
+        return with_check(prob, check_photograph(rgb, fov) if self.check_fundus else None)
 
     @property
     def threshold(self) -> float:

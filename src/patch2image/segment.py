@@ -35,7 +35,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -53,6 +53,7 @@ from patch2image.parameters import THRESHOLD, Interval, OneOf, check
 from patch2image.postprocessing import disc_measurement, overlay, probability_png
 
 OUTPUTS = ("prob", "mask", "overlay")
+_WRITE_THREADS = len(OUTPUTS)  # threads encoding a photograph's PNGs: 1 in worker processes (_init_worker)
 DISC_COLUMNS = ("image", "centre_x", "centre_y", "diameter")
 """``optic_disc.csv``: the disc's centroid and its equivalent diameter (of a circle of the same area),
 in pixels of the original photograph."""
@@ -253,9 +254,20 @@ def write_outputs(
     ``about`` (:func:`working_scale`) goes into each PNG as a ``patch2image`` text chunk (JSON).
     """
     text = {"patch2image": json.dumps(about)}
-    write_png(out_dir / f"{stem}_prob.png", probability_png(prob, outputs.prob_bits), text)
-    write_png(out_dir / f"{stem}_mask.png", mask.astype(np.uint8) * 255, text)
-    write_png(out_dir / f"{stem}_overlay.png", overlay(rgb, mask, outputs.task), text)
+    images = {
+        "prob": lambda: probability_png(prob, outputs.prob_bits),
+        "mask": lambda: mask.astype(np.uint8) * 255,
+        "overlay": lambda: overlay(rgb, mask, outputs.task),
+    }
+
+    def write(name: str) -> None:
+        write_png(out_dir / f"{stem}_{name}.png", images[name](), text)
+
+    # PNG encoding is most of what a large photograph costs after the network, and OpenCV's encoder
+    # releases the GIL: the three files are encoded side by side (a worker process, which shares the
+    # cores with the network by design, writes them one after another).
+    with ThreadPoolExecutor(_WRITE_THREADS) as pool:
+        list(pool.map(write, images))
     return disc_measurement(mask) if outputs.task == "optic_disc" else None
 
 
@@ -315,9 +327,11 @@ def _init_worker(main_pid: int | None = None) -> None:
     A worker also dies with the process that runs the command (``main_pid``), even when that one is
     killed outright (see :func:`_exit_with`).
     """
+    global _WRITE_THREADS
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle; it shuts us down
     _exit_with(main_pid)
     cv2.setNumThreads(1)
+    _WRITE_THREADS = 1
     import torch
 
     torch.set_num_threads(1)

@@ -4,7 +4,8 @@
 
 Each model is scored as ``patch2image evaluate --json`` scores it (the same library calls), on every dataset:
 on a dataset it was trained on, the test split of its own fold (its held-out images); on the others,
-every labelled image (``--split all``), since none of them was seen in training. An evaluation already
+every labelled image (``--split all``), since none of them was seen in training; a model trained on every
+image of a dataset (``hold_out_test: false``) has no cell there. An evaluation already
 written is kept (delete it to score again). Files of other scorers (benchmarks/peer_lwnet.py) in the
 same folder join the matrix.
 """
@@ -29,10 +30,13 @@ def trained_folds(metadata) -> dict[str, int | None]:
     return {metadata.dataset: metadata.fold}
 
 
-def evaluate(model: str, name: str, kind: str, folds: dict, root: Path, out: Path) -> Path:
+def evaluate(model: str, name: str, kind: str, folds: dict | None, root: Path, out: Path) -> Path | None:
+    """``name__kind.json``; None on a dataset the model trained on without holding test images out (``folds`` None)."""
     target = out / f"{name}__{kind}.json"
     if target.exists():
         return target
+    if folds is None:
+        return None
     split, fold = ("test", folds[kind]) if kind in folds else ("all", None)
     print(f"{name} on {FOLDERS[kind]} ({split}{'' if fold is None else f', fold {fold}'})", flush=True)
     write_evaluation(evaluate_model(model, open_dataset(root / FOLDERS[kind]), split, fold), target)
@@ -52,7 +56,11 @@ def main() -> None:
     for model in args.models:
         metadata = load_model(model)[1]
         name = metadata.model_name(model)  # what evaluate records as the model
-        files += [evaluate(model, name, kind, trained_folds(metadata), root, out) for kind in FOLDERS]
+        folds = trained_folds(metadata)
+        for kind in FOLDERS:
+            held_out = metadata.test_images or kind not in folds
+            files.append(evaluate(model, name, kind, folds if held_out else None, root, out))
+    files = [f for f in files if f is not None]
     files += sorted(p for p in out.glob("*.json") if p not in files)
     build_report(files, out / "report", markdown_page=args.page)
 

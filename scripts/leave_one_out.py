@@ -28,9 +28,17 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results" / "leave-one-out"
 CAMERAS = {"drive": "DRIVE", "stare": "STARE", "chase_db1": "CHASE_DB1", "les_av": "LES-AV"}
 RULES = ("rule", "plain")
-PEER = {"drive": None, "stare": (0.9811, 0.7955), "chase_db1": (0.9729, 0.7639), "les_av": (0.9482, 0.7692)}
-"""lwnet's FOV AUC / Dice on every photograph of each camera (benchmarks/results/peer_lwnet*.json); it trained
-on DRIVE's training photographs, so DRIVE has no figure on all 40."""
+PEER = ROOT / "docs" / "results" / "cross-dataset" / "lwnet-drive__{kind}.json"
+"""lwnet's scores on every photograph of a camera (``benchmarks/peer_lwnet.py``); it trained on DRIVE."""
+
+
+def peer_cell(kind: str) -> str:
+    """lwnet's FOV AUC / Dice on every photograph of ``kind``; none for DRIVE, which it trained on."""
+    scored = PEER.with_name(PEER.name.format(kind=kind))
+    if kind == "drive" or not scored.exists():
+        return ""
+    mean = json.loads(scored.read_text())["fov"]["mean"]
+    return f"{mean['auc']:.4f} / {mean['dice']:.4f}"
 
 
 def runs_of(camera: str, runs: Path) -> list[Path]:
@@ -78,10 +86,9 @@ def main() -> None:
             print(f"| {title} | | not run yet | | | | |")
             continue
         by_rule = {rule: [score(run, kind, "all", rule, datasets) for run in found] for rule in RULES}
-        peer = "" if PEER[kind] is None else "{:.4f} / {:.4f}".format(*PEER[kind])
         print(
             f"| {title} | {by_rule['rule'][0]['images']} | {len(found)} | {cell(by_rule['rule'], 'auc')} | "
-            f"{cell(by_rule['rule'], 'dice')} | {cell(by_rule['plain'], 'dice')} | {peer} |"
+            f"{cell(by_rule['rule'], 'dice')} | {cell(by_rule['plain'], 'dice')} | {peer_cell(kind)} |"
         )
         if kind != "les_av":
             held_out += [(run.name, score(run, "les_av", "test", "rule", datasets)) for run in found]

@@ -37,6 +37,18 @@ def open_scored_dataset(args: argparse.Namespace):
     return dataset, dataset.files(args.split, fold=args.fold)
 
 
+def fov_scores(cases: dict[str, list], width: int) -> dict[str, dict]:
+    """AUC and Dice inside the FOV, mean over images, of each named list of ``evaluate_cases`` cases; printed."""
+    from patch2image.evaluation import evaluate_cases
+
+    results = {}
+    for name, scored in cases.items():
+        mean = evaluate_cases(scored)["fov"]["mean"]
+        results[name] = {"auc": round(mean["auc"], 4), "dice": round(mean["dice"], 4)}
+        print(f"{name:<{width}} AUC {mean['auc']:.4f}  Dice {mean['dice']:.4f}")
+    return results
+
+
 def write_record(args: argparse.Namespace, benchmark: str, model_name: str, dataset, files, started: float, record):
     """``--out``/BENCHMARK-MODEL-DATASET.json: ``record`` after the fields every scoring benchmark shares.
 

@@ -13,9 +13,8 @@ import argparse
 import dataclasses
 import time
 
-from benchmarks.machine import add_dataset_arguments, open_scored_dataset, write_record
+from benchmarks.machine import add_dataset_arguments, fov_scores, open_scored_dataset, write_record
 from patch2image.data import load_sample
-from patch2image.evaluation import evaluate_cases
 from patch2image.inference import Segmenter, working_size
 from patch2image.weights import load_model
 
@@ -37,11 +36,7 @@ def main() -> None:
         for name, rule_metadata in rules.items():
             prob = Segmenter(model, rule_metadata, precision="fp32")(sample.image)
             cases[name].append((sample.name, prob, sample.label, sample.fov))
-    results = {}
-    for name, scored in cases.items():
-        mean = evaluate_cases(scored)["fov"]["mean"]
-        results[name] = {"auc": round(mean["auc"], 4), "dice": round(mean["dice"], 4)}
-        print(f"{name:<15} AUC {mean['auc']:.4f}  Dice {mean['dice']:.4f}")
+    results = fov_scores(cases, 15)
     print(f"the limit segmented them x{min(finer):g} to x{max(finer):g} finer than the plain rule")
     record = {
         "max_shrink": metadata.max_shrink,

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.machine import add_dataset_arguments, open_scored_dataset, write_record
+from benchmarks.machine import add_dataset_arguments, fov_scores, open_scored_dataset, write_record
 from patch2image.data import load_sample
-from patch2image.evaluation import evaluate_cases
 from patch2image.inference import Segmenter, working_size
 from patch2image.preprocessing import round_to_multiple
 from patch2image.weights import load_model
@@ -65,11 +64,7 @@ def main() -> None:
         best = min(MULTIPLIERS, key=lambda m: ambiguity(probs[m], sample.fov))
         chosen.append(best)
         cases["confident"].append((sample.name, probs[best], sample.label, sample.fov))
-    results = {}
-    for name, scored in cases.items():
-        mean = evaluate_cases(scored)["fov"]["mean"]
-        results[name] = {"auc": round(mean["auc"], 4), "dice": round(mean["dice"], 4)}
-        print(f"{name:<22} AUC {mean['auc']:.4f}  Dice {mean['dice']:.4f}")
+    results = fov_scores(cases, 22)
     print(f"confident chose: {', '.join(f'x{m:g}' for m in chosen)}")
     record = {
         "results": results,

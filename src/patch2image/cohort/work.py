@@ -65,6 +65,7 @@ def loaded_models(settings: Settings) -> Models:
     """This process's models for ``settings``, loaded on first use and kept for the next chunks."""
     with _LOADING:
         if settings.key not in _LOADED:
+            _reuse_freed_memory()
             if settings.threads:
                 import torch
 
@@ -73,6 +74,29 @@ def loaded_models(settings: Settings) -> Models:
             disc = _load(settings.disc_model, settings, "optic_disc") if settings.disc_model else None
             _LOADED[settings.key] = Models(_load(settings.model, settings, "vessels"), disc)
         return _LOADED[settings.key]
+
+
+def _reuse_freed_memory() -> None:
+    """Let glibc keep freed arrays for the next photograph, as in a plain process, rather than unmap them.
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also fixes glibc's mmap
+    threshold: every array of a photograph is then mapped afresh and page-faulted in, and a worker took
+    18% longer per photograph than ``segment`` (``benchmarks/cohort.py``). Set here, at run time, it holds
+    on any cluster, however its workers were started. The bounds keep a worker's held memory small.
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None)  # the process's own symbols: glibc's, where mallopt is
+    if not hasattr(libc, "mallopt"):
+        return
+    libc.mallopt(_M_TRIM_THRESHOLD, 64 * 2**20)
+    libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)  # glibc's own upper bound for its dynamic threshold
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 
 
 def _load(name: str, settings: Settings, task: str) -> _Model:

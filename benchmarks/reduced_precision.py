@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out = args.out or RESULTS / f"reduced_precision-{args.model}.json"
     load = round(os.getloadavg()[0], 2)
     model, metadata = load_model(args.model)
-    fp32 = cached_onnx_bytes(model, metadata, resolve_weights(args.model))
+    fp32 = cached_onnx_bytes(lambda: model, metadata, resolve_weights(args.model))
     dataset = open_dataset(DRIVE, "drive")
     preparer = Segmenter(None, metadata, size=TRAINING_SIZE)
     calibration = [preparer.prepare(load_sample(f).image) for split in ("train", "val") for f in dataset.files(split)]

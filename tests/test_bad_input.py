@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 import yaml
 from PIL import Image
@@ -630,7 +631,7 @@ def _assert_checkpoint_of_epoch(path: Path, epoch: int) -> None:
 
 def _fail_second_write(monkeypatch, checkpoint: Path, how: str) -> None:
     """Make the checkpoint write of epoch 2 (the file exists from epoch 1) fail the way ``how`` says."""
-    real_save, real_fsync, real_replace = weights_module.save_file, os.fsync, os.replace
+    real_save, real_fsync, real_replace = safetensors.torch.save_file, os.fsync, os.replace
 
     def second(path) -> bool:
         return checkpoint.exists() and Path(path).name.startswith(f".{checkpoint.name}.")
@@ -661,7 +662,7 @@ def _fail_second_write(monkeypatch, checkpoint: Path, how: str) -> None:
     elif how == "rename-eio":
         monkeypatch.setattr(os, "replace", replace)
     else:
-        monkeypatch.setattr(weights_module, "save_file", save_file)
+        monkeypatch.setattr(safetensors.torch, "save_file", save_file)  # imported by the write, when it writes
 
 
 DISK_FAULTS = [

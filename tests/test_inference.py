@@ -50,7 +50,7 @@ class Identity:
     """A probability runner that returns its input: any correct averaging gives the image back."""
 
     def probabilities(self, x):
-        return x.clone()
+        return x.copy()
 
 
 @pytest.fixture(scope="module")

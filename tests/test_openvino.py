@@ -5,7 +5,6 @@ import types
 
 import numpy as np
 import pytest
-import torch
 
 from patch2image import cli
 from patch2image.data import read_image
@@ -78,7 +77,7 @@ class _Runner:
 
     def probabilities(self, x):
         time.sleep(self.seconds)
-        return torch.full(x.shape, self.value)
+        return np.full(x.shape, self.value, np.float32)
 
 
 def _auto(built: list, lines: list, slow=frozenset(), **seconds) -> AutoModel:
@@ -91,13 +90,13 @@ def _auto(built: list, lines: list, slow=frozenset(), **seconds) -> AutoModel:
 def test_auto_measures_keeps_the_fastest_and_remembers_it(fresh_cache):
     built, lines = [], []
     model = _auto(built, lines, torch=0.02, openvino=0.002)
-    x = torch.zeros(1, 1, 584, 568)
+    x = np.zeros((1, 1, 584, 568), np.float32)
     assert float(model.probabilities(x).max()) == pytest.approx(0.2)  # the chosen backend's output
     assert len(lines) == 1 and "openvino, the fastest for light at about 576x576" in lines[0]
     assert model.description == "auto: openvino"
     measuring = model.measuring_seconds  # what segment leaves out of its seconds per image
     assert measuring >= 0.02 * 5  # at least the slower candidate's five timed rounds
-    model.probabilities(torch.zeros(1, 1, 588, 572))  # the same size class: no new measurement
+    model.probabilities(np.zeros((1, 1, 588, 572), np.float32))  # the same size class: no new measurement
     assert len(lines) == 1 and model.measuring_seconds == measuring
     (entry,) = read_cached_json("backend-choice.json").values()
     assert entry["choice"] == "openvino" and set(entry["seconds_per_pass"]) == {"torch", "openvino"}
@@ -121,14 +120,14 @@ def test_one_slow_round_does_not_rule_out_the_fastest(fresh_cache, monkeypatch):
         def probabilities(self, x):
             clock[0] += self.seconds_of_call(self.calls)
             self.calls += 1
-            return torch.full(x.shape, self.value)
+            return np.full(x.shape, self.value, np.float32)
 
     # openvino: 0.01 s a pass (so 25 passes a round), except in the whole second round (calls 26-50)
     openvino = Scripted(lambda call: 0.05 if 26 <= call <= 50 else 0.01, 0.2)
     steady = Scripted(lambda call: 0.014, 0.1)  # within 1.5x of openvino: not out of the race after round 1
     lines = []
     model = AutoModel({"torch": lambda: steady, "openvino": lambda: openvino}, WeightsMetadata(), announce=lines.append)
-    assert float(model.probabilities(torch.zeros(1, 1, 584, 568)).max()) == pytest.approx(0.2)
+    assert float(model.probabilities(np.zeros((1, 1, 584, 568), np.float32)).max()) == pytest.approx(0.2)
     assert "openvino, the fastest" in lines[0]
     assert openvino.calls == 1 + 3 * 25  # untimed, then three rounds of 0.25 s at the untimed pass's speed
     assert steady.calls == 1 + 3 * 18
@@ -141,14 +140,14 @@ def test_auto_skips_a_backend_that_cannot_run_the_model(fresh_cache):
     lines = []
     model = AutoModel({"torch": lambda: _Runner(0, 0.5, [], "torch"), "openvino": broken},
                       WeightsMetadata(), announce=lines.append)  # fmt: skip
-    assert float(model.probabilities(torch.zeros(1, 1, 8, 8)).max()) == 0.5
+    assert float(model.probabilities(np.zeros((1, 1, 8, 8), np.float32)).max()) == 0.5
     assert "torch" in lines[0]
 
 
 def test_auto_exports_only_when_it_can_pay_back(fresh_cache):
     built, lines = [], []
     model = _auto(built, lines, slow={"openvino"}, torch=0.0, openvino=0.0)
-    model.probabilities(torch.zeros(1, 1, 32, 32))  # a pass takes microseconds: no export, no measurement
+    model.probabilities(np.zeros((1, 1, 32, 32), np.float32))  # a pass takes microseconds: no export, no measurement
     assert built == ["torch"] and lines == [] and model.description == "auto: torch"
     assert read_cached_json("backend-choice.json") == {}  # a choice made without trying all is not kept
 
@@ -156,9 +155,9 @@ def test_auto_exports_only_when_it_can_pay_back(fresh_cache):
 def test_auto_tries_both_layouts_in_pytorch_and_they_agree(fresh_cache):
     model, _, _ = load_backend("drive-light", "torch", precision="auto")
     assert set(model.factories) == {"torch", "torch contiguous", "torch bf16", "torch bf16 contiguous"}
-    x = torch.rand(1, 1, 64, 96)
+    x = np.random.default_rng(0).random((1, 1, 64, 96), np.float32)
     last, contiguous = model.factories["torch"](), model.factories["torch contiguous"]()
-    assert torch.allclose(last.probabilities(x), contiguous.probabilities(x), atol=1e-5)
+    np.testing.assert_allclose(last.probabilities(x), contiguous.probabilities(x), atol=1e-5)
     assert last.probabilities(x).shape == (1, 1, 64, 96)
     lines = []
     model.announce = lines.append

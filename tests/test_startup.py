@@ -17,20 +17,25 @@ from patch2image.weights import load_model, resolve_weights
 UNUSED = ("onnx", "onnxruntime", "openvino", "scipy", "skimage", "matplotlib", "dask", "starlette", "uvicorn")
 
 
-def imported_after(code: str, tmp_path) -> list[str]:
-    """Which of ``UNUSED`` a fresh interpreter has imported after running ``code``."""
-    probe = f"{code}\nimport json, sys\nprint(json.dumps([m for m in {UNUSED!r} if m in sys.modules]))"
+def imported_after(code: str, tmp_path, modules: tuple[str, ...] = UNUSED) -> list[str]:
+    """Which of ``modules`` a fresh interpreter has imported after running ``code``."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps([m for m in {modules!r} if m in sys.modules]))"
     env = os.environ | {"PATCH2IMAGE_CACHE_DIR": str(tmp_path / "cache")}
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_segment_with_pytorch_imports_no_other_backend_nor_scipy(tmp_path):
+def a_photograph(tmp_path):
     photo = tmp_path / "photo.png"
     rgb = np.zeros((96, 128, 3), np.uint8)
     cv2.circle(rgb, (64, 48), 40, (180, 90, 40), -1)
     cv2.imwrite(str(photo), rgb)
+    return photo
+
+
+def test_segment_with_pytorch_imports_no_other_backend_nor_scipy(tmp_path):
+    photo = a_photograph(tmp_path)
     argv = ["segment", str(photo), "--model", "drive-light", "--out", str(tmp_path / "out"), "--backend", "torch"]
     code = f"from patch2image import cli\nassert cli.main({argv!r}) == 0"
     assert imported_after(code, tmp_path) == []
@@ -48,3 +53,14 @@ def test_openvino_reads_the_exported_metadata_without_the_onnx_package(tmp_path)
     )
     assert imported_after(code, tmp_path) == ["openvino"]
     assert list((tmp_path / "cache" / "openvino").iterdir())  # the compiled graph, kept for the next start
+
+
+def test_segment_on_an_export_made_before_never_imports_pytorch(tmp_path):
+    """PyTorch's import is most of a short run's start-up: OpenVINO needs it only to make the export."""
+    photo = a_photograph(tmp_path)
+    argv = ["segment", str(photo), "--model", "drive-light", "--out", str(tmp_path / "out"), "--overwrite",
+            "--backend", "openvino", "--precision", "fp32"]  # fmt: skip
+    code = f"from patch2image import cli\nassert cli.main({argv!r}) == 0"
+    assert imported_after(code, tmp_path, ("torch", "openvino")) == ["torch", "openvino"]  # the first run exports
+    assert imported_after(code, tmp_path, ("torch", "openvino")) == ["openvino"]  # the next reads the export
+    assert (tmp_path / "out" / "photo_mask.png").is_file()

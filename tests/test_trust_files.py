@@ -35,8 +35,8 @@ from patch2image.errors import UserError
 from patch2image.inference import Segmenter
 from patch2image.networks import create_network
 from patch2image.runtime.auto import CHOICES_FILE, AutoModel, size_class
+from patch2image.runtime.backends import BACKENDS
 from patch2image.runtime.cache import cached_bytes
-from patch2image.runtime.openvino_model import openvino_available
 from patch2image.serve import create_app
 from patch2image.weights import (
     METADATA_KEY,
@@ -315,7 +315,7 @@ class _Runner:
 
     def probabilities(self, x):
         time.sleep(0.005)
-        return torch.zeros(x.shape[0], 1, *x.shape[2:])
+        return np.zeros((x.shape[0], 1, *x.shape[2:]), np.float32)
 
 
 def _auto() -> AutoModel:
@@ -334,7 +334,7 @@ DAMAGED_CHOICES = [
 
 @pytest.mark.parametrize("damage", DAMAGED_CHOICES)
 def test_a_damaged_backend_choice_is_measured_again_with_one_warning(cache, damage):
-    auto, x = _auto(), torch.zeros(1, 1, 64, 64)
+    auto, x = _auto(), np.zeros((1, 1, 64, 64), np.float32)
     content = damage(auto._key(size_class(x.shape)))
     cache.mkdir()
     path = cache / CHOICES_FILE
@@ -437,7 +437,7 @@ def test_an_onnx_file_no_backend_runs_names_each_backends_reason(tmp_path):
     message = str(info.value)
     assert message.startswith(f"{path}: backend auto: no backend can run this model (onnxruntime: ")
     assert "Mystery" in message.split("onnxruntime: ")[1]
-    if openvino_available():
+    if BACKENDS["openvino"].available():
         assert "openvino: " in message and "No conversion rule found for operations: example.custom.Mystery" in message
     assert "\n" not in message
 

@@ -13,7 +13,8 @@ Three levels:
 A pre-processed image is (H, W) for a one-channel network and (C, H, W) for C channels (colour input,
 ``preprocessing.channel: rgb``); see :mod:`patch2image.preprocessing`. ``model`` is either a
 ``torch.nn.Module`` returning logits (the registered networks) or any object with a
-``probabilities(x: Tensor (N,C,H,W) float32) -> Tensor (N,1,H,W)`` method (``patch2image.runtime.export.OnnxModel``).
+``probabilities(x: ndarray (N,C,H,W) float32) -> ndarray (N,1,H,W)`` method (a runner of
+:mod:`patch2image.runtime.backends`). Image mode imports PyTorch only for a ``torch.nn.Module``.
 
 Memory bound of :func:`predict_image` in tiles: the full-size arrays are the input and its padded
 copy (4 bytes per pixel and channel each), the blended sum and the weight sum (4 bytes per pixel each),
@@ -27,13 +28,11 @@ in one pass (tests/test_inference.py checks the bound on a smaller image).
 
 import contextlib
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
-from torch.nn import functional as F
 
 from patch2image.data import field_of_view_mask, fov_diameter, read_image
 from patch2image.data.io import MAX_MEGAPIXELS
@@ -45,7 +44,6 @@ from patch2image.postprocessing import Postprocessing
 from patch2image.preprocessing import as_channels, preprocessing_from, resize, resize_label, round_to_multiple
 from patch2image.runtime.backends import load_backend
 from patch2image.runtime.precision import PRECISIONS
-from patch2image.runtime.torch_runner import TorchProbabilities
 from patch2image.weights import WeightsMetadata
 
 DEFAULT_MAX_PIXELS = 1_500_000
@@ -63,13 +61,21 @@ DEFAULT_BATCH_SIZE = 256
 # --------------------------------------------------------------------------- forward passes
 
 
+def _is_torch_module(model) -> bool:
+    torch = sys.modules.get("torch")  # not imported yet: then no torch.nn.Module exists to be this model
+    return torch is not None and isinstance(model, torch.nn.Module)
+
+
 @contextlib.contextmanager
 def _predictor(model, precision: str = "fp32"):
     """Yield an object with ``probabilities(x)``; a torch model runs in eval mode, restored afterwards."""
-    if not isinstance(model, nn.Module):
-        with torch.inference_mode():
-            yield model
+    if not _is_torch_module(model):
+        yield model
         return
+    import torch
+
+    from patch2image.runtime.torch_runner import TorchProbabilities
+
     was_training = model.training
     model.eval()
     model.to(memory_format=torch.channels_last)
@@ -101,9 +107,9 @@ def _pad_to_multiple(image: np.ndarray, divisor: int) -> np.ndarray:
     return _pad_sides(image, (0, 0), (-height % divisor, -width % divisor))
 
 
-def _batch_of_one(image: np.ndarray) -> torch.Tensor:
+def _batch_of_one(image: np.ndarray) -> np.ndarray:
     """(H, W) or (C, H, W) -> the network's (1, C, H, W)."""
-    return torch.from_numpy(np.ascontiguousarray(as_channels(image)))[None]
+    return np.ascontiguousarray(as_channels(image))[None]
 
 
 FLIPS = ((), (-1,), (-2,), (-2, -1))
@@ -111,11 +117,9 @@ FLIPS = ((), (-1,), (-2,), (-2, -1))
 no preferred orientation). Across cameras it adds .006-.008 Dice for four times the time."""
 
 
-def _flip(x, dims: tuple[int, ...]):
-    """``x`` flipped along ``dims`` (a torch tensor or a NumPy array); the flip is its own inverse."""
-    if not dims:
-        return x
-    return x.flip(dims) if isinstance(x, torch.Tensor) else np.ascontiguousarray(np.flip(x, dims))
+def _flip(x: np.ndarray, dims: tuple[int, ...]) -> np.ndarray:
+    """``x`` flipped along ``dims``; the flip is its own inverse."""
+    return np.ascontiguousarray(np.flip(x, dims)) if dims else x
 
 
 def _forward(predictor, image: np.ndarray, tta: bool) -> np.ndarray:
@@ -123,7 +127,7 @@ def _forward(predictor, image: np.ndarray, tta: bool) -> np.ndarray:
     x = _batch_of_one(image)
     flips = FLIPS if tta else FLIPS[:1]
     prob = sum(_flip(predictor.probabilities(_flip(x, dims)), dims) for dims in flips) / len(flips)
-    return prob.reshape(image.shape[-2:]).numpy()
+    return prob.reshape(image.shape[-2:])
 
 
 # --------------------------------------------------------------------------- image mode
@@ -282,6 +286,9 @@ def predict_patches(
     -------
     prob : ndarray of shape (H, W), float32
     """
+    import torch
+    from torch.nn import functional as F
+
     image = _as_image(image)
     if patch_size % 4 or patch_size <= 0:
         raise ValueError(f"patch_size must be a positive multiple of 4, got {patch_size}")
@@ -293,7 +300,7 @@ def predict_patches(
     cols = (before + width - 1) // stride + 1
     after_y = (rows - 1) * stride + patch_size - before - height
     after_x = (cols - 1) * stride + patch_size - before - width
-    padded = _batch_of_one(_pad_sides(image, (before, before), (after_y, after_x)))
+    padded = torch.from_numpy(_batch_of_one(_pad_sides(image, (before, before), (after_y, after_x))))
     channels, padded_height, padded_width = padded.shape[1:]
     total = torch.zeros((padded_height, padded_width), dtype=torch.float32)
     band_rows = max(1, batch_size // cols)
@@ -304,9 +311,8 @@ def predict_patches(
             band = padded[:, :, top : top + band_height]
             columns = F.unfold(band, patch_size, stride=stride)  # (1, C*P*P, count * cols)
             patches = columns[0].T.reshape(-1, channels, patch_size, patch_size)
-            prob = torch.cat(
-                [predictor.probabilities(patches[i : i + batch_size]) for i in range(0, len(patches), batch_size)]
-            )
+            batches = (patches[i : i + batch_size].numpy() for i in range(0, len(patches), batch_size))
+            prob = torch.from_numpy(np.concatenate([predictor.probabilities(batch) for batch in batches]))
             columns = prob.reshape(len(patches), -1).T[None]
             summed = F.fold(columns, (band_height, padded_width), patch_size, stride=stride)
             total[top : top + band_height] += summed[0, 0]

@@ -5,6 +5,7 @@ pre-processing and, for shipped models, the test metrics. Shipped models live in
 ``patch2image/pretrained/NAME.safetensors`` and are addressed by NAME.
 """
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -16,15 +17,16 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
-from torch import nn
 
 from patch2image.atomic_files import atomic_write
 from patch2image.errors import UserError
 from patch2image.networks import create_network, planned_network, with_input_channels
 from patch2image.preprocessing import preprocessing_from
+
+if typing.TYPE_CHECKING:  # torch is imported where tensors are read or written: reading metadata needs none
+    import torch
+    from torch import nn
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 METADATA_KEY = "patch2image"
@@ -196,14 +198,16 @@ def _checked(hint, value, where: str):
     return value
 
 
-def save_weights(path: str | Path, network: nn.Module, metadata: WeightsMetadata) -> None:
+def save_weights(path: str | Path, network: "nn.Module", metadata: WeightsMetadata) -> None:
     """Write the network's state (parameters and BatchNorm statistics) and ``metadata`` atomically."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in network.state_dict().items()}
     write_safetensors(path, tensors, {METADATA_KEY: json.dumps(WeightsMetadata.coerce(metadata).to_dict())})
 
 
-def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+def write_safetensors(path: str | Path, tensors: "dict[str, torch.Tensor]", metadata: dict[str, str]) -> None:
     """Write a safetensors file atomically; a full disk is a ``UserError`` naming ``path``, the old file kept."""
+    from safetensors.torch import save_file
+
     with atomic_write(path) as tmp:
         try:
             save_file(tensors, str(tmp), metadata=metadata)
@@ -216,14 +220,30 @@ def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metada
             raise OSError(str(exc)) from exc
 
 
-def read_safetensors(path: str | Path, device: str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def read_safetensors(path: str | Path, device: str = "cpu") -> "tuple[dict[str, torch.Tensor], dict[str, str]]":
     """Tensors and raw string metadata of a safetensors file, reading it once."""
     with safe_open(str(path), framework="pt", device=device) as handle:
         return {key: handle.get_tensor(key) for key in handle.keys()}, handle.metadata() or {}
 
 
-def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], WeightsMetadata]:
+def read_weights(path: str | Path) -> "tuple[dict[str, torch.Tensor], WeightsMetadata]":
     """Tensors and metadata of a safetensors file; anything else is refused with a clear message."""
+    path = _weights_file(path)
+    with _readable(path):
+        tensors, raw = read_safetensors(path)
+        metadata = _metadata(raw, path)
+    check_finite(tensors, str(path))
+    return tensors, metadata
+
+
+def read_metadata(path: str | Path) -> WeightsMetadata:
+    """The metadata of a safetensors file, from its header alone: no tensor is read, and torch is not imported."""
+    path = _weights_file(path)
+    with _readable(path), safe_open(str(path), framework="numpy") as handle:
+        return _metadata(handle.metadata() or {}, path)
+
+
+def _weights_file(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path}: a folder, not a weights file")
@@ -234,19 +254,28 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], WeightsMeta
     # A safetensors file opens with its header's length (8 bytes, any value) and then "{".
     if head[8:9] != b"{" and (head[:1] == b"\x80" or head[:2] == b"PK"):
         raise UserError(f"{path}: a pickle checkpoint; patch2image loads weights only from safetensors")
+    return path
+
+
+@contextlib.contextmanager
+def _readable(path: Path):
+    """What safetensors and JSON raise on a damaged file, as one line naming it."""
     try:
-        tensors, raw = read_safetensors(path)
-        stored = json.loads(raw.get(METADATA_KEY, "{}"))
+        yield
     except RecursionError:
         raise UserError(f"{path}: metadata {METADATA_KEY!r} is nested too deeply to read") from None
     except (SafetensorError, OSError, ValueError) as exc:
         raise UserError(f"{path}: not a readable safetensors file ({exc})") from None
-    check_finite(tensors, str(path))
-    return tensors, WeightsMetadata.from_dict(stored, str(path))
 
 
-def check_finite(tensors: dict[str, torch.Tensor], source: str) -> None:
+def _metadata(raw: dict[str, str], path: Path) -> WeightsMetadata:
+    return WeightsMetadata.from_dict(json.loads(raw.get(METADATA_KEY, "{}")), str(path))
+
+
+def check_finite(tensors: "dict[str, torch.Tensor]", source: str) -> None:
     """Refuse NaN or infinite weights: a network holding them segments nothing, without a word."""
+    import torch
+
     for key, tensor in tensors.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise UserError(f"{source}: tensor {key} holds NaN or infinite values; the weights are damaged")
@@ -270,7 +299,7 @@ def resolve_weights(name_or_path: str | Path) -> Path:
     return shipped if shipped.is_file() else Path(name_or_path)
 
 
-def load_model(name_or_path: str | Path, network: str | None = None) -> tuple[nn.Module, WeightsMetadata]:
+def load_model(name_or_path: str | Path, network: str | None = None) -> "tuple[nn.Module, WeightsMetadata]":
     """Build the network the weights name (or ``network``) and load the weights into it, in eval mode.
 
     The metadata may name only a registered network: a user's ``module:Class`` is imported when the
@@ -278,13 +307,7 @@ def load_model(name_or_path: str | Path, network: str | None = None) -> tuple[nn
     """
     path = resolve_weights(name_or_path)
     tensors, metadata = read_weights(path)
-    network_name = network or metadata.network
-    if not network_name:
-        raise UserError(f"{path}: the metadata names no network; pass it with --network")
-    if not network and ":" in network_name:
-        raise UserError(
-            f"{path}: the metadata names the user network {network_name!r}; pass --network {network_name} to import it"
-        )
+    network_name = network_to_build(path, metadata, network)
     try:
         arguments = metadata.network_arguments
         planned = planned_network(network_name, **arguments)  # shapes, no memory
@@ -296,13 +319,23 @@ def load_model(name_or_path: str | Path, network: str | None = None) -> tuple[nn
     return model.eval(), metadata
 
 
-def load_state(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
+def network_to_build(path: Path, metadata: WeightsMetadata, network: str | None = None) -> str:
+    """``network``, else the registered network the metadata names; a user's ``module:Class`` only when passed."""
+    name = network or metadata.network
+    if not name:
+        raise UserError(f"{path}: the metadata names no network; pass it with --network")
+    if not network and ":" in name:
+        raise UserError(f"{path}: the metadata names the user network {name!r}; pass --network {name} to import it")
+    return name
+
+
+def load_state(model: "nn.Module", tensors: "dict[str, torch.Tensor]", source: str) -> None:
     """Load tensors into a model, naming the mismatch when they belong to another network."""
     check_state(model, tensors, source)
     model.load_state_dict(tensors)
 
 
-def check_state(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
+def check_state(model: "nn.Module", tensors: "dict[str, torch.Tensor]", source: str) -> None:
     """Refuse tensors that do not fit ``model`` (built on the meta device or not): names, shapes and kinds.
 
     Integer tensors where the network holds floating-point ones are refused: they load without error,
@@ -323,4 +356,4 @@ def check_state(model: nn.Module, tensors: dict[str, torch.Tensor], source: str)
 def shipped_models() -> list[tuple[str, WeightsMetadata]]:
     """(name, metadata) of every model shipped with the package, the default first."""
     paths = sorted(PRETRAINED_DIR.glob("*.safetensors"), key=lambda p: (p.stem not in DEFAULT_MODELS[:1], p.stem))
-    return [(p.stem, read_weights(p)[1]) for p in paths]
+    return [(p.stem, read_metadata(p)) for p in paths]

@@ -5,20 +5,25 @@ is its ``in_channels``, 1 (grey, the default) or 3 (``preprocessing.channel: rgb
 configuration). The sigmoid is applied by the loss and by inference, which keeps training numerically
 stable in bfloat16. H and W must be multiples of the network's ``size_divisor`` attribute (4 when it has none:
 the paper's networks halve twice); padding, tiling and export read it with :func:`size_divisor`.
+
+The registry names each network's class by its import path, imported when a network is built: a run
+that segments with OpenVINO or onnxruntime never imports PyTorch (a second of start-up).
 """
 
 import importlib
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from patch2image.errors import UserError
-from patch2image.networks.dense import Dense
-from patch2image.networks.light import Light
-from patch2image.networks.mini_unet import MiniUnet
 
-NETWORKS: dict[str, type[nn.Module]] = {"light": Light, "mini-unet": MiniUnet, "dense": Dense}
-"""Every registered network, in the paper's order (reports list them so)."""
+if TYPE_CHECKING:
+    from torch import nn
+
+NETWORKS: dict[str, str] = {
+    "light": "patch2image.networks.light:Light",
+    "mini-unet": "patch2image.networks.mini_unet:MiniUnet",
+    "dense": "patch2image.networks.dense:Dense",
+}
+"""Every registered network (``module:Class``), in the paper's order (reports list them so)."""
 NETWORK_LABELS = {"light": "Light", "mini-unet": "Mini-Unet", "dense": "Dense"}
 """Each registered network's name in reports and tables."""
 
@@ -57,17 +62,18 @@ MAX_PARAMETERS = 100_000_000
 """Networks with more parameters are refused before any is allocated (Dense has 1,032,588)."""
 
 
-def network_class(name: str) -> type[nn.Module]:
+def network_class(name: str) -> "type[nn.Module]":
     """The class ``name`` stands for: a registered network, or a user's ``module:Class`` once imported.
 
     Refuses anything that is not a ``torch.nn.Module`` subclass before it is called: a ``module:function``
     in a configuration must not run.
     """
-    if name in NETWORKS:
-        return NETWORKS[name]
-    if not isinstance(name, str) or ":" not in name:
+    from torch import nn
+
+    path = NETWORKS.get(name, name) if isinstance(name, str) else name
+    if not isinstance(path, str) or ":" not in path:
         raise UserError(f"network {name!r}: unknown; choose one of {', '.join(NETWORKS)} or give module:Class")
-    module_name, _, class_name = name.partition(":")
+    module_name, _, class_name = path.partition(":")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError, ValueError) as exc:
@@ -90,7 +96,7 @@ def check_arguments(name: str, kwargs: dict) -> None:
             raise UserError(f"network {name!r}: {key} must be a whole number from {low} to {high}, got {value!r}")
 
 
-def create_network(name: str, **kwargs) -> nn.Module:
+def create_network(name: str, **kwargs) -> "nn.Module":
     """Build a registered network (``light``, ``mini-unet``, ``dense``) or a user's ``module:Class``.
 
     ``kwargs`` go to the network's constructor (``create_network("dense", width=12)``), as a
@@ -102,7 +108,7 @@ def create_network(name: str, **kwargs) -> nn.Module:
     return _construct(name, network_class(name), kwargs)
 
 
-def planned_network(name: str, **kwargs) -> nn.Module:
+def planned_network(name: str, **kwargs) -> "nn.Module":
     """The network ``name`` and ``kwargs`` describe, built on the meta device: its shapes, without memory.
 
     Raises
@@ -110,6 +116,8 @@ def planned_network(name: str, **kwargs) -> nn.Module:
     UserError
         Not a network, arguments of the wrong type or range, or more than ``MAX_PARAMETERS`` parameters.
     """
+    import torch
+
     cls = network_class(name)
     check_arguments(name, kwargs)
     with torch.device("meta"):
@@ -123,13 +131,13 @@ def planned_network(name: str, **kwargs) -> nn.Module:
     return network
 
 
-def _construct(name: str, cls: type[nn.Module], kwargs: dict) -> nn.Module:
+def _construct(name: str, cls: "type[nn.Module]", kwargs: dict) -> "nn.Module":
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise UserError(f"network {name!r}: {exc}") from None
 
 
-def count_parameters(network: nn.Module) -> int:
+def count_parameters(network: "nn.Module") -> int:
     """Trainable parameters; BatchNorm running statistics are buffers and do not count."""
     return sum(p.numel() for p in network.parameters() if p.requires_grad)

@@ -30,7 +30,6 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
-import torch
 
 from patch2image.errors import UserError
 from patch2image.runtime.cache import cache_dir, cached_choice, update_json
@@ -128,7 +127,7 @@ class AutoModel:
         what = self.choosing.removeprefix("backend ")
         return f"{what}: {', '.join(names)}" if names else what
 
-    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
         """As every runner's: (N, C, H, W) pre-processed images -> probabilities, by the chosen backend."""
         size = size_class(x.shape)
         if size in self.chosen:
@@ -141,10 +140,10 @@ class AutoModel:
             return self._runner(name).probabilities(x)
         return self._measure(x, size)
 
-    def _measure(self, x: torch.Tensor, size: tuple) -> torch.Tensor:
+    def _measure(self, x: np.ndarray, size: tuple) -> np.ndarray:
         started = time.perf_counter()
         torch_name = next((n for n in self.factories if n.split()[0] == "torch"), None)
-        if self.slow_to_build and torch_name is not None and x.numel() < SMALL_PIXELS:
+        if self.slow_to_build and torch_name is not None and x.size < SMALL_PIXELS:
             self.chosen[size] = torch_name  # the default, not a choice: nothing is measured, nothing said
             return self._runner(torch_name).probabilities(x)
         runners, outputs, reasons = {}, {}, {}
@@ -193,9 +192,18 @@ class AutoModel:
         if self.metadata.network_arguments:
             network += " " + json.dumps(self.metadata.network_arguments, sort_keys=True)
         versions = ", ".join(f"{name} {_version(name)}" for name in sorted({n.split()[0] for n in self.factories}))
-        threads = self.threads or torch.get_num_threads()
+        threads = self.threads or _default_threads()
         shape = "x".join(map(str, size))
         return f"{processor()} | {threads} threads | {network} | {shape} | {self.precision} | {versions}"
+
+
+def _default_threads() -> int:
+    """The threads a runner given none uses, as PyTorch counts them, without importing PyTorch: those of the
+    cores this process may run on, or ``OMP_NUM_THREADS``."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _seconds(entry: dict) -> str:

@@ -1,7 +1,7 @@
 """The backends a model can segment with, behind one interface: PyTorch, onnxruntime, OpenVINO, or ``auto``.
 
-A backend is one module with ``build(source, precision, layout) -> Runner`` (and optionally
-``available() -> bool``) and one line in :data:`BACKENDS`; a :class:`Runner` is what
+A backend is one module with ``build(source, precision, layout) -> Runner`` and one line in
+:data:`BACKENDS`; a :class:`Runner` is what
 :func:`patch2image.inference.predict_image` calls. :func:`load_backend` turns ``--model``,
 ``--backend`` and ``--precision`` into a runner: weights files run with PyTorch as they are, and with
 onnxruntime and OpenVINO through their ONNX export, made once and cached
@@ -14,6 +14,7 @@ and OpenVINO (its inference precision); onnxruntime runs float32 only.
 
 import functools
 import importlib
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,18 +24,23 @@ from patch2image.errors import UserError
 from patch2image.parameters import COUNT, check
 from patch2image.runtime.precision import LAYOUTS, PRECISIONS
 
-if TYPE_CHECKING:  # the command line reads CHOICES while it parses: torch waits until a model is loaded
-    import torch
+if TYPE_CHECKING:
+    import numpy as np
+    from torch import nn
 
 
 class Runner(Protocol):
-    """What runs a network: pre-processed images in, probabilities out."""
+    """What runs a network: pre-processed images in, probabilities out, as NumPy arrays.
+
+    NumPy rather than tensors, so that a run on onnxruntime or OpenVINO never imports PyTorch (a second
+    of every start).
+    """
 
     precision: str  # "fp32" or "bf16"
     size_divisor: int  # what the input sides must be multiples of
 
-    def probabilities(self, x: "torch.Tensor") -> "torch.Tensor":
-        """(N, C, H, W) float32 pre-processed images -> (N, 1, H, W) probabilities."""
+    def probabilities(self, x: "np.ndarray") -> "np.ndarray":
+        """(N, C, H, W) float32 pre-processed images -> (N, 1, H, W) float32 probabilities."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,7 @@ class Backend:
     """One way to run a model: the module that builds its :class:`Runner`, and what it can run."""
 
     module: str  # imported only when the backend is chosen: each pulls a large runtime (start-up time)
+    package: str  # the runtime it needs, found (not imported) to tell whether the backend is available
     reads_weights: bool  # runs a weights file's network itself (else an ONNX file or export)
     precisions: tuple[str, ...] = ("fp32",)
     layouts: tuple[str, ...] = LAYOUTS[:1]  # memory layouts ``auto`` tries; the others choose their own
@@ -50,13 +57,15 @@ class Backend:
         return importlib.import_module(self.module).build(source, precision, layout)
 
     def available(self) -> bool:
-        return getattr(importlib.import_module(self.module), "available", lambda: True)()
+        """Whether its runtime is installed: found, not imported (a package found that then fails to import
+        is refused when the backend is built, with a ``UserError``)."""
+        return importlib.util.find_spec(self.package) is not None
 
 
 BACKENDS = {
-    "torch": Backend("patch2image.runtime.torch_runner", reads_weights=True, precisions=PRECISIONS, layouts=LAYOUTS),
-    "onnxruntime": Backend("patch2image.runtime.export", reads_weights=False),
-    "openvino": Backend("patch2image.runtime.openvino_model", reads_weights=False, precisions=PRECISIONS),
+    "torch": Backend("patch2image.runtime.torch_runner", "torch", True, PRECISIONS, LAYOUTS),
+    "onnxruntime": Backend("patch2image.runtime.export", "onnxruntime", reads_weights=False),
+    "openvino": Backend("patch2image.runtime.openvino_model", "openvino", reads_weights=False, precisions=PRECISIONS),
 }
 """Every backend, in the order ``auto`` tries them."""
 CHOICES = (*BACKENDS, "auto")
@@ -118,7 +127,7 @@ def load_backend(
     names = [
         name
         for name in (BACKENDS if backend == "auto" else (backend,))
-        if (source.model is not None or not BACKENDS[name].reads_weights) and BACKENDS[name].available()
+        if (source.has_weights or not BACKENDS[name].reads_weights) and BACKENDS[name].available()
     ]
     precisions = PRECISIONS if precision == "auto" else (precision,)
     factories = {
@@ -137,41 +146,54 @@ def load_backend(
 class ModelSource:
     """What a backend builds its runner from: a weights file's network, or ONNX (a file, or a weights file's export).
 
-    ``model`` is the PyTorch network (None for an ``.onnx`` file); :meth:`onnx` the ONNX bytes, exported
-    from the weights once and cached.
+    ``model`` is the PyTorch network, loaded on first use (None for an ``.onnx`` file); :meth:`onnx` the
+    ONNX bytes, exported from the weights once and cached. A run whose backend reads a cached export
+    reads only the weights' metadata, and never imports PyTorch.
     """
 
     def __init__(self, name_or_path: str | Path, threads: int | None = None, network: str | None = None):
-        # Here, not at the top: they import torch, and the command line imports this module while it parses.
         from patch2image.runtime.export import onnx_metadata, read_onnx
-        from patch2image.weights import load_model, resolve_weights
+        from patch2image.weights import network_to_build, read_metadata, resolve_weights
 
         self.threads = threads
-        if _is_onnx(name_or_path):
-            self._onnx_bytes, name = read_onnx(name_or_path)
-            self.model, self.path, self.metadata = None, Path(name_or_path), onnx_metadata(self._onnx_bytes, name)
-        else:
+        self.network = network
+        self.has_weights = not _is_onnx(name_or_path)
+        if self.has_weights:
             self.path = resolve_weights(name_or_path)
-            self.model, self.metadata = load_model(self.path, network)
+            self.metadata = read_metadata(self.path)
+            network_to_build(self.path, self.metadata, network)  # refused before any backend is tried
+            if not self.exported():
+                self.model  # noqa: B018 - loaded now, so that damaged weights are refused before any backend runs
+        else:
+            self._onnx_bytes, name = read_onnx(name_or_path)
+            self.path, self.metadata = Path(name_or_path), onnx_metadata(self._onnx_bytes, name)
+
+    @functools.cached_property
+    def model(self) -> "nn.Module | None":
+        if not self.has_weights:
+            return None
+        from patch2image.weights import load_model
+
+        return load_model(self.path, self.network)[0]
 
     @functools.cache  # noqa: B019 - one export per loaded model, which lives as long as the command
     def onnx(self) -> bytes:
-        if self.model is None:
+        if not self.has_weights:
             return self._onnx_bytes
         from patch2image.runtime.export import cached_onnx_bytes
 
-        return cached_onnx_bytes(self.model, self.metadata, self.path)
+        return cached_onnx_bytes(lambda: self.model, self.metadata, self.path, self.network)
 
     def onnx_source(self) -> "Path | bytes":
         """The ONNX a runner reads: an ``.onnx`` file's path (so that its messages name the file), else the export."""
-        return self.path if self.model is None else self.onnx()
+        return self.onnx() if self.has_weights else self.path
 
     def exported(self) -> bool:
         """Whether the ONNX is at hand already (so onnxruntime and OpenVINO start fast)."""
-        if self.model is None:
+        if not self.has_weights:
             return True
         from patch2image.runtime.cache import is_cached
         from patch2image.runtime.export import onnx_cache_name
 
-        name = onnx_cache_name(self.model, self.metadata, self.path)
+        name = onnx_cache_name(self.metadata, self.path, self.network)
         return name is not None and is_cached(name)

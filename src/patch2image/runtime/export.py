@@ -7,27 +7,33 @@ metadata travels in the ONNX model's ``metadata_props`` under the key ``patch2im
 ``.onnx`` file alone is enough to segment photographs at the right scale.
 
 Uses the dynamo-based exporter of ``torch.onnx``: with torch 2.13 the TorchScript exporter
-(``dynamo=False``) mis-exports Dense's nearest up-sampling under dynamic sizes.
+(``dynamo=False``) mis-exports Dense's nearest up-sampling under dynamic sizes. torch is imported by
+the export alone: running an export already made (the cache, :func:`cached_onnx_bytes`) needs none.
 """
 
 import contextlib
 import dataclasses
+import importlib.util
 import io
 import json
 import logging
 import re
 import warnings
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from patch2image.atomic_files import atomic_write
 from patch2image.errors import UserError
-from patch2image.networks import size_divisor
+from patch2image.networks import NETWORKS, size_divisor
 from patch2image.preprocessing import preprocessing_from
 from patch2image.weights import METADATA_KEY, WeightsMetadata
+
+if TYPE_CHECKING:
+    from torch import nn
 
 OPSET, MIN_OPSET = 18, 17
 INPUT_NAME, OUTPUT_NAME = "image", "probability"
@@ -38,19 +44,26 @@ def check_opset(opset: int) -> None:
         raise UserError(f"--opset {opset}: patch2image exports opset {MIN_OPSET} or later")
 
 
-class _WithSigmoid(nn.Module):
-    def __init__(self, network: nn.Module):
-        super().__init__()
-        self.network = network
+def _with_sigmoid(network: "nn.Module") -> "nn.Module":
+    from torch import nn
 
-    def forward(self, x):
-        return torch.sigmoid(self.network(x))
+    class WithSigmoid(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.network = network
+
+        def forward(self, x):
+            return self.network(x).sigmoid()
+
+    return WithSigmoid()
 
 
-def onnx_bytes(model: nn.Module, metadata: WeightsMetadata | dict, opset: int = OPSET) -> bytes:
+def onnx_bytes(model: "nn.Module", metadata: WeightsMetadata | dict, opset: int = OPSET) -> bytes:
     """The serialised ONNX model of ``model`` (logits network) with a sigmoid and ``metadata`` embedded."""
+    import torch
+
     check_opset(opset)
-    wrapped = _WithSigmoid(model).eval()
+    wrapped = _with_sigmoid(model).eval()
     divisor = size_divisor(model)
     metadata = dataclasses.replace(WeightsMetadata.coerce(metadata), size_divisor=divisor)
     parts_h = torch.export.Dim("height_parts", min=1)
@@ -86,7 +99,7 @@ def onnx_bytes(model: nn.Module, metadata: WeightsMetadata | dict, opset: int = 
     return proto.SerializeToString()
 
 
-def export_onnx(model: nn.Module, path: str | Path, metadata: WeightsMetadata, opset: int = OPSET) -> float:
+def export_onnx(model: "nn.Module", path: str | Path, metadata: WeightsMetadata, opset: int = OPSET) -> float:
     """Write ``model`` as ONNX (probabilities out, dynamic batch, height and width) to ``path`` atomically.
 
     Parameters
@@ -104,6 +117,8 @@ def export_onnx(model: nn.Module, path: str | Path, metadata: WeightsMetadata, o
     difference : float
         The largest difference between onnxruntime's and PyTorch's probabilities on a random image.
     """
+    import torch
+
     data = onnx_bytes(model, metadata, opset)
     with atomic_write(path) as tmp:
         Path(tmp).write_bytes(data)
@@ -112,7 +127,7 @@ def export_onnx(model: nn.Module, path: str | Path, metadata: WeightsMetadata, o
                    generator=torch.Generator().manual_seed(0))  # fmt: skip
     with torch.inference_mode():
         expected = torch.sigmoid(model.eval()(x))
-    return float((OnnxModel(data).probabilities(x) - expected).abs().max())
+    return float(np.abs(OnnxModel(data).probabilities(x.numpy()) - expected.numpy()).max())
 
 
 def input_channels(metadata: WeightsMetadata | dict) -> int:
@@ -120,47 +135,62 @@ def input_channels(metadata: WeightsMetadata | dict) -> int:
     return preprocessing_from(WeightsMetadata.coerce(metadata).preprocessing).channels
 
 
-def cached_onnx_bytes(model: nn.Module, metadata: WeightsMetadata, weights: str | Path) -> bytes:
-    """:func:`onnx_bytes` of ``model`` loaded from the file ``weights``, kept in the user's cache folder.
+def cached_onnx_bytes(
+    load: "Callable[[], nn.Module]", metadata: WeightsMetadata, weights: str | Path, network: str | None = None
+) -> bytes:
+    """:func:`onnx_bytes` of the network loaded from the file ``weights``, kept in the user's cache folder.
 
     An export takes 4-7 s on 2 cores, longer than segmenting a few images, and the onnxruntime and
-    OpenVINO backends need one at every start.
+    OpenVINO backends need one at every start. ``load`` gives the network; it is called only when the
+    export is not cached, so that running a cached one needs no torch. ``network``: the
+    user network's ``module:Class`` the weights were loaded with, if any.
     """
     from patch2image.runtime.cache import cached_bytes
 
-    name = onnx_cache_name(model, metadata, weights)
-    if name is None:
-        return onnx_bytes(model, metadata)
-    return cached_bytes(name, lambda: onnx_bytes(model, metadata))
+    def export() -> bytes:
+        return onnx_bytes(load(), metadata)
+
+    name = onnx_cache_name(metadata, weights, network)
+    return export() if name is None else cached_bytes(name, export)
 
 
-def onnx_cache_name(model: nn.Module, metadata: WeightsMetadata, weights: str | Path) -> str | None:
+def onnx_cache_name(metadata: WeightsMetadata, weights: str | Path, network: str | None = None) -> str | None:
     """The export's name in the cache folder; None when the sources cannot be read (then nothing is cached).
 
     The key covers what the graph depends on: the weights file's bytes, the metadata, the source of the
     network's package (``patch2image.networks``, or a user network's) and of this module, torch's
-    version and the opset; a change in any makes a new entry, never a stale hit.
+    version and the opset; a change in any makes a new entry, never a stale hit. Nothing here imports
+    torch or the network.
     """
     from patch2image.runtime.cache import digest
 
-    sources = _network_sources(type(model)) + [Path(__file__)]
+    network = network or metadata.network or ""
     try:
+        sources = _network_sources(NETWORKS.get(network, network)) + [Path(__file__)]
         parts = [Path(weights).read_bytes(), *(path.read_bytes() for path in sources)]
-    except OSError:
+    except (OSError, ImportError, ValueError):
         return None
-    parts += [json.dumps(WeightsMetadata.coerce(metadata).to_dict(), sort_keys=True), torch.__version__, str(OPSET)]
+    parts += [json.dumps(WeightsMetadata.coerce(metadata).to_dict(), sort_keys=True), _torch_version(), str(OPSET)]
     return f"onnx/{digest(*parts)}.onnx"
 
 
-def _network_sources(cls: type) -> list[Path]:
-    """The source files of the loaded modules of the package defining ``cls`` (its module alone at top level)."""
-    import sys
+def _torch_version() -> str:
+    try:
+        return version("torch")
+    except PackageNotFoundError:
+        return "absent"
 
-    module = cls.__module__
+
+def _network_sources(path: str) -> list[Path]:
+    """The source files of the package of the network class ``module:Class`` (its module alone at top level)."""
+    module = path.partition(":")[0]
     package = module.rpartition(".")[0]
-    names = sorted(n for n in sys.modules if n in (module, package) or (package and n.startswith(package + ".")))
-    files = {getattr(sys.modules[n], "__file__", None) for n in names} - {None}
-    return sorted(Path(f) for f in files)
+    spec = importlib.util.find_spec(package or module)
+    if spec is None or spec.origin is None:
+        raise ImportError(f"no module {package or module}")
+    if not package:
+        return [Path(spec.origin)]
+    return sorted(p for folder in spec.submodule_search_locations or () for p in Path(folder).rglob("*.py"))
 
 
 @contextlib.contextmanager
@@ -219,10 +249,9 @@ class OnnxModel:
         self.size_divisor = self.metadata.size_divisor
         self.input_name = self.session.get_inputs()[0].name
 
-    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
         """(N, C, H, W) float32 pre-processed images, sides multiples of the divisor -> (N, 1, H, W) probabilities."""
-        array = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
-        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
 
 def read_onnx(source: str | Path | bytes) -> tuple[bytes, str]:

@@ -11,11 +11,9 @@ within 1e-4 of PyTorch (``tests/test_openvino.py``).
 """
 
 import contextlib
-import importlib.util
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from patch2image.errors import UserError
 from patch2image.runtime.cache import cache_dir
@@ -29,19 +27,6 @@ HINTS = {"fp32": "f32", "bf16": "bf16"}
 def build(source, precision: str, layout: str = "channels_last") -> "OpenVinoModel":
     """The backend registry's entry (:data:`patch2image.runtime.backends.BACKENDS`): OpenVINO on the model's ONNX."""
     return OpenVinoModel(source.onnx_source(), source.threads, precision)
-
-
-def available() -> bool:
-    return openvino_available()
-
-
-def openvino_available() -> bool:
-    """Whether the ``openvino`` package is installed here (it is a dependency, but a broken install happens).
-
-    Found, not imported: importing it takes a fifth of a second, wasted when another backend is chosen;
-    a package found that then fails to import is refused by :class:`OpenVinoModel` with a ``UserError``.
-    """
-    return importlib.util.find_spec("openvino") is not None
 
 
 def _embedded_metadata(graph, name: str):
@@ -101,8 +86,7 @@ class OpenVinoModel:
         self.size_divisor = self.metadata.size_divisor
         self._request = compiled.create_infer_request()
 
-    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
         """(N, C, H, W) float32 pre-processed images, sides multiples of the divisor -> (N, 1, H, W) probabilities."""
-        array = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
         # share_outputs=False (the default) copies the result out of the request's buffer, reused next call.
-        return torch.from_numpy(self._request.infer({0: array})[0])
+        return self._request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})[0]

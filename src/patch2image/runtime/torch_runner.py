@@ -2,6 +2,7 @@
 
 import copy
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -34,8 +35,9 @@ class TorchProbabilities:
         parameter = next(model.parameters(), None)
         self.device = parameter.device if parameter is not None else torch.device("cpu")
 
-    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device).contiguous(memory_format=self.memory_format)
-        with autocast(self.precision, self.device):
-            logits = self.model(x)
-        return torch.sigmoid(logits.float()).cpu()
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """(N, C, H, W) float32 pre-processed images -> (N, 1, H, W) probabilities, as every runner."""
+        tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
+        with torch.inference_mode(), autocast(self.precision, self.device):
+            logits = self.model(tensor.contiguous(memory_format=self.memory_format))
+        return torch.sigmoid(logits.float()).cpu().numpy()

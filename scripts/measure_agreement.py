@@ -285,12 +285,12 @@ would move is not measured here.
 **Why density and fractal dimension miss: the models carry their annotators' style.** Within each camera the
 bias has one sign and a size that follows how densely the left-out camera's annotators drew compared with the
 others: DRIVE's labels are the densest (vessels are 13% of the field of view in the labels of DRIVE's first 10
-photographs, 10-11% in STARE's and CHASE_DB1's, 9% in LES-AV's), and the model trained without DRIVE
-gives DRIVE 25% less vessel area than its annotator; STARE and CHASE_DB1 get 11-13% more, LES-AV 14% less. Opposite biases per camera pile up
-as spread in the pooled Bland-Altman plot and pull the ICC down, though the predicted density still ranks the
-photographs of one camera (Pearson r .52 to .90 within cameras; .90 on LES-AV). A density measured by one
-model is comparable across the photographs it measures; comparing it with another tool's, or with manual
-labels, needs that tool's bias on the same photographs.
+photographs, 10-11% in STARE's and CHASE_DB1's, 9% in LES-AV's), and the model trained without DRIVE gives
+DRIVE 25% less vessel area than its annotator; STARE and CHASE_DB1 get 11-13% more, LES-AV 14% less. Opposite
+biases per camera pile up as spread in the pooled Bland-Altman plot and pull the ICC down, though the
+predicted density still ranks the photographs of one camera (Pearson r .52 to .90 within cameras; .90 on LES-
+AV). A density measured by one model is comparable across the photographs it measures; comparing it with
+another tool's, or with manual labels, needs that tool's bias on the same photographs.
 
 **Why calibre agrees across cameras and less within one.** The pooled ICC comes mostly from the differences
 between cameras (calibre in pixels grows with resolution); within one camera it is .00 to .44. The predicted

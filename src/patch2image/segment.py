@@ -314,7 +314,7 @@ def finish_file(
 # for part of their time, and a decoder that crashes takes down a worker, not the command (see
 # _Workers). Workers start from a forkserver (spawn where there is none), never by plain
 # fork, because forking a process whose OpenMP runtime has started threads can hang the child; the
-# forkserver imports patch2image (and torch) once, so a worker starts in milliseconds.
+# forkserver imports patch2image once, so a worker starts in milliseconds.
 
 
 def _start_method() -> str:
@@ -332,9 +332,8 @@ def _init_worker(main_pid: int | None = None) -> None:
     _exit_with(main_pid)
     cv2.setNumThreads(1)
     _WRITE_THREADS = 1
-    import torch
-
-    torch.set_num_threads(1)
+    if "torch" in sys.modules:  # the workers' steps need no torch; a user's pre-processing might
+        sys.modules["torch"].set_num_threads(1)
 
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>

@@ -9,6 +9,11 @@ images) on every photograph of the camera left out, twice: at the working-scale 
 applies it, and at the plain field-of-view rule (no limit on shrinking: ``max_zoom`` 1). Runs that trained
 on LES-AV's 11 training photographs are also scored on its 11 test photographs (held out, same camera).
 
+The decision between the recipe of the shipped ``vessels`` (rescaling to x2) and the previous one (to x1.4,
+``configs/vessels.yaml``) is read on LES-AV, where the two are the same run but for the rescaling:
+``without-les-av`` against ``configs/vessels.yaml`` (``runs/vessels-three-cameras`` is its seed 0, the
+``vessels`` shipped before; ``runs/vessels-seed1`` its seed 1), both trained on DRIVE, STARE and CHASE_DB1.
+
 Each score is kept in ``docs/results/leave-one-out/RUN-DATASET-SPLIT-RULE.json`` (a rerun reads it back), and
 the table is printed in Markdown beside lwnet's DRIVE-trained W-Net on the same photographs
 (``benchmarks/peer_lwnet.py``'s records).
@@ -64,6 +69,13 @@ def score(run: Path, kind: str, split: str, rule: str, datasets: Path) -> dict:
     return found
 
 
+RECIPES = {
+    "rescaling to x1.4 (`configs/vessels.yaml`)": ("vessels-three-cameras", "vessels-seed1"),
+    "rescaling to x2 (`configs/without-les-av.yaml`)": ("without-les-av", "without-les-av-seed1"),
+}
+"""The two recipes' runs (seeds 0 and 1), trained on the same three cameras: LES-AV is new to both."""
+
+
 def cell(scores: list[dict], key: str) -> str:
     values = [s[key] for s in scores]
     text = " / ".join(f"{v:.4f}" for v in values)
@@ -98,6 +110,16 @@ def main() -> None:
             print(f"- {name}: AUC {found['auc']:.4f}, Dice {found['dice']:.4f}")
         dice = [found["dice"] for _, found in held_out]
         print(f"- mean Dice {statistics.mean(dice):.4f} over {len(dice)} runs")
+    print("\nThe two recipes on every LES-AV photograph (seeds 0 / 1):\n")
+    print("| recipe | seeds | rule: AUC | rule: Dice | plain rule: Dice |")
+    print("|---|---|---|---|---|")
+    for recipe, names in RECIPES.items():
+        found = [runs / name for name in names if (runs / name / "finetuned.safetensors").exists()]
+        by_rule = {rule: [score(run, "les_av", "all", rule, datasets) for run in found] for rule in RULES}
+        print(
+            f"| {recipe} | {len(found)} | {cell(by_rule['rule'], 'auc')} | {cell(by_rule['rule'], 'dice')} | "
+            f"{cell(by_rule['plain'], 'dice')} |"
+        )
 
 
 if __name__ == "__main__":

@@ -64,3 +64,8 @@ def test_segment_on_an_export_made_before_never_imports_pytorch(tmp_path):
     assert imported_after(code, tmp_path, ("torch", "openvino")) == ["torch", "openvino"]  # the first run exports
     assert imported_after(code, tmp_path, ("torch", "openvino")) == ["openvino"]  # the next reads the export
     assert (tmp_path / "out" / "photo_mask.png").is_file()
+
+
+def test_listing_the_models_reads_their_headers_without_pytorch(tmp_path):
+    code = "from patch2image import cli\nassert cli.main(['models']) == 0"
+    assert imported_after(code, tmp_path, ("torch",)) == []

@@ -180,3 +180,14 @@ def test_without_openvino_auto_leaves_it_out_and_openvino_says_why(monkeypatch, 
         OpenVinoModel(b"")
     model, _, backend = load_backend("drive-light", "auto")
     assert backend == "auto" and set(model.factories) == {"torch", "torch contiguous", "onnxruntime"}
+
+
+def test_the_torch_backend_takes_the_threads_asked():
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        load_backend("drive-light", "torch", threads=1, precision="fp32")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -331,10 +331,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
         max_pixels=int(args.max_megapixels * 1e6), inside_fov=not args.outside_fov,
         largest_region=not args.all_regions, scale=args.scale,
     )  # fmt: skip
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     outputs = Outputs(args.threshold, args.prob_bits, segmenter.metadata.task)
     disc = None
     if args.measure:  # only then: measuring imports scikit-image and SciPy, which segmenting does not need

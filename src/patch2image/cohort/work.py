@@ -66,10 +66,6 @@ def loaded_models(settings: Settings) -> Models:
     with _LOADING:
         if settings.key not in _LOADED:
             _reuse_freed_memory()
-            if settings.threads:
-                import torch
-
-                torch.set_num_threads(settings.threads)
             _LOADED.clear()  # one cohort's models at a time
             disc = _load(settings.disc_model, settings, "optic_disc") if settings.disc_model else None
             _LOADED[settings.key] = Models(_load(settings.model, settings, "vessels"), disc)

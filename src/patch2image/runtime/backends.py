@@ -97,7 +97,7 @@ def load_backend(
     backend : {"torch", "onnxruntime", "openvino", "auto"}
         ``auto``: every backend available, the fastest kept.
     threads : int, optional
-        onnxruntime's and OpenVINO's threads (PyTorch's are ``torch.set_num_threads``'s).
+        Each backend's threads (PyTorch's: ``torch.set_num_threads``, for the whole process).
     network : str, optional
         A user network's ``module:Class`` for weights files (imported only when named).
     precision : {"fp32", "bf16", "auto"}

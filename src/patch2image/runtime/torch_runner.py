@@ -13,9 +13,12 @@ from patch2image.runtime.precision import PRECISIONS, autocast
 def build(source, precision: str, layout: str = "channels_last") -> "TorchProbabilities":
     """The backend registry's entry (:data:`patch2image.runtime.backends.BACKENDS`): the weights' network as a runner.
 
-    ``contiguous`` runs a copy of the network, since a module has one layout at a time and ``auto`` may
-    hold both runners.
+    ``source.threads``, when given, becomes PyTorch's thread count (one setting for the whole process, as
+    PyTorch has). ``contiguous`` runs a copy of the network, since a module has one layout at a time and
+    ``auto`` may hold both runners.
     """
+    if source.threads:
+        torch.set_num_threads(source.threads)
     if layout == "contiguous":
         model = copy.deepcopy(source.model).eval().to(memory_format=torch.contiguous_format)
         return TorchProbabilities(model, precision, torch.contiguous_format)

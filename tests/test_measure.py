@@ -87,6 +87,21 @@ def test_calibre_of_an_oblique_vessel_is_its_width_within_half_a_pixel(width):
     assert abs(calibre - width) <= 0.5
 
 
+def test_main_vessel_calibre_is_the_mean_width_of_the_six_widest_and_ignores_the_thin_ones():
+    fov = np.zeros((300, 400), np.uint8)
+    cv2.ellipse(fov, (200, 150), (195, 145), 0, 0, 360, 1, -1)
+    vessels = np.zeros((300, 400), bool)
+    for i, width in enumerate([3, 5, 7, 9, 11, 13]):
+        vessels[20:280, 30 + i * 40 : 30 + i * 40 + width] = True
+    row = measure_masks(vessels, fov.astype(bool))
+    assert row["fov_main_calibre_px"] == pytest.approx(8.0, abs=0.5)  # (3 + 5 + ... + 13) / 6
+    for column in range(275, 395, 8):  # twelve thin twigs: the mean calibre falls, the main vessels' stays
+        vessels[40:260, column : column + 2] = True
+    thinned = measure_masks(vessels, fov.astype(bool))
+    assert thinned["fov_calibre_px"] < row["fov_calibre_px"] - 2
+    assert thinned["fov_main_calibre_px"] == pytest.approx(row["fov_main_calibre_px"])
+
+
 def test_fractal_dimension_of_a_filled_square_is_two_and_of_a_line_one():
     sizes = F.box_sizes(512)
     assert sizes[0] == 2 and sizes[-1] == 64

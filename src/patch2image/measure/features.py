@@ -8,7 +8,9 @@ Definitions (docs/measurements.md cites each source):
   whole boxes laid from the region's corner (AutoMorph fits 4 pixels up to the image's size, and counts only the
   boxes partly filled);
 - calibre: the vessel's width at each skeleton pixel from the Euclidean distance transform (see :func:`widths`),
-  averaged over the region's skeleton pixels outside junctions;
+  averaged over the region's skeleton pixels outside junctions; the main vessels' calibre, the mean of the
+  widths of the six widest segments (each its median width), the largest vessels as CRAE and CRVE take them
+  (Knudtson et al. 2003), arteries and veins together;
 - tortuosity of each segment piece of at least ``min_points`` pixels: distance factor, arc length over chord
   (Hart et al. 1999; AutoMorph); total squared curvature, the integral of curvature squared along the arc
   (Hart et al. 1999); tortuosity density (Grisan et al. 2008), (n - 1) / n * (1 / L) * sum over the n arcs
@@ -88,6 +90,25 @@ def mean_calibre(width: np.ndarray, centre_line: np.ndarray, region: np.ndarray)
     """Mean width over the centre-line pixels in the region (None without one)."""
     values = width[centre_line & region]
     return float(values.mean()) if values.size else None
+
+
+MAIN_VESSELS = 6
+"""How many of the widest segments :func:`main_calibre` averages: CRAE and CRVE each combine the six largest
+arterioles or venules crossing zone B."""
+
+
+def main_calibre(width: np.ndarray, paths: list[np.ndarray], region: np.ndarray, min_points: int) -> float | None:
+    """Mean of the median widths of the ``MAIN_VESSELS`` widest segments with ``min_points`` pixels in the region.
+
+    The mean over every centre-line pixel is mostly the thin vessels, and moves with how many of them a mask
+    holds; the widest few are found in every mask and are what a clinical calibre measures.
+    """
+    medians = []
+    for path in paths:
+        inside = path[region[path[:, 0], path[:, 1]]]
+        if len(inside) >= min_points:
+            medians.append(float(np.median(width[inside[:, 0], inside[:, 1]])))
+    return float(np.mean(sorted(medians)[-MAIN_VESSELS:])) if medians else None
 
 
 MAX_DISTANCE_FACTOR = 1.5

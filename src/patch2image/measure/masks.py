@@ -76,6 +76,7 @@ def _shared(vessels: np.ndarray, width_px: float) -> dict:
     fitted = ((path, fit_curve(path, smoothing)) for path in long_enough)
     return {
         "skeleton": skeleton,
+        "paths": long_enough,
         "curves": [(path, curve) for path, curve in fitted if curve is not None],
         "width": features.widths(vessels, skeleton.pixels),
         "centre_line": centre_line,
@@ -92,6 +93,7 @@ def _measure_region(row: dict, name: str, region: np.ndarray, vessels: np.ndarra
         for piece in curve.pieces(region[path[:, 0], path[:, 1]], shared["min_points"])
     ]
     calibre = features.mean_calibre(shared["width"], shared["centre_line"], region)
+    main = features.main_calibre(shared["width"], shared["paths"], region, shared["min_points"])
     squared = features.mean_or_none([features.squared_curvature(p) for p in pieces])
     density = features.mean_or_none([features.tortuosity_density(p) for p in pieces])
     skeleton = shared["skeleton"]
@@ -101,6 +103,8 @@ def _measure_region(row: dict, name: str, region: np.ndarray, vessels: np.ndarra
         "fractal_dimension": features.fractal_dimension(vessels & region, shared["sizes"]),
         "calibre_px": calibre,
         "calibre_um": calibre * mpp if calibre is not None and mpp else None,
+        "main_calibre_px": main,
+        "main_calibre_um": main * mpp if main is not None and mpp else None,
         "distance_tortuosity": features.mean_or_none(
             [features.distance_factor(p, features.MAX_DISTANCE_FACTOR) for p in pieces]
         ),

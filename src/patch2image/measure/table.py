@@ -33,6 +33,8 @@ _PER_REGION = [
     ("fractal_dimension", "1", "box-counting dimension of the vessel mask in the region"),
     ("calibre_px", "px", "mean vessel width along the centre lines (distance transform), junctions left out"),
     ("calibre_um", "um", "the same in micrometres"),
+    ("main_calibre_px", "px", "mean width of the six widest segments (each its median), arteries and veins together"),
+    ("main_calibre_um", "um", "the same in micrometres"),
     ("distance_tortuosity", "1", "mean over segments of arc length over chord (1: straight)"),
     ("squared_curvature_per_px", "1/px", "mean over segments of the integral of squared curvature along the arc"),
     ("squared_curvature_per_mm", "1/mm", "the same per millimetre"),

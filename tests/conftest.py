@@ -18,6 +18,31 @@ _skipped: dict[str, list[str]] = {}
 """Why a test skipped -> the skipped tests' ids (a module skipped whole counts once, as pytest counts it)."""
 
 
+def contrasted_light(photo, metadata: dict, path: Path) -> str:
+    """A Light whose last layer spreads its logits over (0, 1) on ``photo``, saved at ``path``.
+
+    Random-init Light gives probabilities within 0.01 of 0.5, which 8-bit outputs would round alike even if two
+    ways of segmenting computed different things; these differ visibly.
+    """
+    import torch
+
+    from patch2image.inference import Segmenter
+    from patch2image.networks import create_network
+    from patch2image.weights import save_weights
+
+    torch.manual_seed(0)
+    network = create_network("light").eval()
+    grey = Segmenter(None, metadata).prepare(photo)
+    last = network.body[-1]
+    with torch.no_grad():
+        logits = network(torch.from_numpy(grey)[None, None])
+        gain = 2 / float(logits.std())
+        last.bias.copy_((last.bias - logits.mean()) * gain)
+        last.weight.mul_(gain)
+    save_weights(path, network, metadata)
+    return str(path)
+
+
 @pytest.fixture(scope="session")
 def datasets() -> Path:
     """The real datasets (DRIVE, STARE, CHASE_DB1, IDRiD in their official layouts), read-only."""

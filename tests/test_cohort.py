@@ -18,6 +18,7 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import contrasted_light
 from PIL import Image
 
 from patch2image import cli
@@ -25,7 +26,6 @@ from patch2image.cohort import Settings, read_inputs, run_cohort
 from patch2image.cohort.progress import Progress
 from patch2image.cohort.store import Store
 from patch2image.cohort.work import prepared
-from patch2image.inference import Segmenter
 from patch2image.networks import create_network
 from patch2image.weights import save_weights
 
@@ -49,19 +49,8 @@ def fundus(size: int, seed: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> str:
     """Light with its logits spread over (0, 1), segmenting photographs at their own size."""
-    torch.manual_seed(0)
-    network = create_network("light").eval()
     metadata = {"network": "light", "preprocessing": {"order": "clahe-gamma", "gamma": 1.7, "clahe": "opencv"}}
-    grey = Segmenter(None, metadata).prepare(fundus(48, 1))
-    last = network.body[-1]
-    with torch.no_grad():
-        logits = network(torch.from_numpy(grey)[None, None])
-        gain = 2 / float(logits.std())
-        last.bias.copy_((last.bias - logits.mean()) * gain)
-        last.weight.mul_(gain)
-    path = tmp_path_factory.mktemp("model") / "light.safetensors"
-    save_weights(path, network, metadata)
-    return str(path)
+    return contrasted_light(fundus(48, 1), metadata, tmp_path_factory.mktemp("model") / "light.safetensors")
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
+from conftest import contrasted_light
 from PIL import Image
 
 import patch2image.inference as inference
@@ -190,23 +191,12 @@ def contrasted_model(tmp_path_factory) -> str:
     Random-init Light gives probabilities within 0.01 of 0.5, which 8-bit outputs would round alike even if
     the workers computed something else; these spread over (0, 1), and the resizing exercises both halves.
     """
-    torch.manual_seed(0)
-    network = create_network("light").eval()
     metadata = {
         "network": "light",
         "preprocessing": {"order": "clahe-gamma", "gamma": 1.7, "clahe": "opencv"},
         "fov_diameter": 44.0,
     }
-    grey = Segmenter(None, metadata).prepare(fundus(60, 80, 1))
-    last = network.body[-1]
-    with torch.no_grad():
-        logits = network(torch.from_numpy(grey)[None, None])
-        gain = 2 / float(logits.std())
-        last.bias.copy_((last.bias - logits.mean()) * gain)
-        last.weight.mul_(gain)
-    path = tmp_path_factory.mktemp("contrasted") / "light.safetensors"
-    save_weights(path, network, metadata)
-    return str(path)
+    return contrasted_light(fundus(60, 80, 1), metadata, tmp_path_factory.mktemp("contrasted") / "light.safetensors")
 
 
 def test_workers_give_the_same_outputs_and_errors(contrasted_model, folder, tmp_path, capsys):

@@ -61,7 +61,8 @@ def size_class(shape) -> tuple[int, int, int]:
     return batch, *(max(SIZE_STEP, round(side / SIZE_STEP) * SIZE_STEP) for side in (height, width))
 
 
-def _version(package: str) -> str:
+def package_version(package: str) -> str:
+    """An installed package's version, read from its metadata (importing nothing); "absent" when not installed."""
     try:
         return version(package)
     except PackageNotFoundError:
@@ -191,7 +192,8 @@ class AutoModel:
         network = self.metadata.network or "?"
         if self.metadata.network_arguments:
             network += " " + json.dumps(self.metadata.network_arguments, sort_keys=True)
-        versions = ", ".join(f"{name} {_version(name)}" for name in sorted({n.split()[0] for n in self.factories}))
+        backends = sorted({name.split()[0] for name in self.factories})
+        versions = ", ".join(f"{name} {package_version(name)}" for name in backends)
         threads = self.threads or _default_threads()
         shape = "x".join(map(str, size))
         return f"{processor()} | {threads} threads | {network} | {shape} | {self.precision} | {versions}"

@@ -20,7 +20,6 @@ import logging
 import re
 import warnings
 from collections.abc import Callable
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -162,6 +161,7 @@ def onnx_cache_name(metadata: WeightsMetadata, weights: str | Path, network: str
     version and the opset; a change in any makes a new entry, never a stale hit. Nothing here imports
     torch or the network.
     """
+    from patch2image.runtime.auto import package_version
     from patch2image.runtime.cache import digest
 
     network = network or metadata.network or ""
@@ -170,15 +170,9 @@ def onnx_cache_name(metadata: WeightsMetadata, weights: str | Path, network: str
         parts = [Path(weights).read_bytes(), *(path.read_bytes() for path in sources)]
     except (OSError, ImportError, ValueError):
         return None
-    parts += [json.dumps(WeightsMetadata.coerce(metadata).to_dict(), sort_keys=True), _torch_version(), str(OPSET)]
+    described = json.dumps(WeightsMetadata.coerce(metadata).to_dict(), sort_keys=True)
+    parts += [described, package_version("torch"), str(OPSET)]
     return f"onnx/{digest(*parts)}.onnx"
-
-
-def _torch_version() -> str:
-    try:
-        return version("torch")
-    except PackageNotFoundError:
-        return "absent"
 
 
 def _network_sources(path: str) -> list[Path]:

@@ -175,3 +175,23 @@ def test_without_robustness_augmentation_the_random_stream_is_the_papers():
     off_config = AugmentationConfig(scale=None, rotate=0.0, contrast=0.0)
     off = augment(x, x.clone(), torch.Generator().manual_seed(1), off_config)
     assert torch.equal(plain[0], off[0])
+
+
+def test_no_second_observer_row_when_only_some_test_images_have_one(tmp_path):
+    """Three datasets in one run, one without a second observer: training ends, with no row over other images."""
+    import types
+
+    from patch2image.training.run_directory import RunDirectory
+
+    def sample(name, second):
+        label = np.zeros((8, 8), bool)
+        label[2:5, 2:5] = True
+        return types.SimpleNamespace(name=name, label=label, fov=np.ones((8, 8), bool), second_label=second)
+
+    run = types.SimpleNamespace(out=tmp_path, test=types.SimpleNamespace(original=[]))
+    run.test.original = [sample("stare", np.ones((8, 8), bool)), sample("les_av", None)]
+    RunDirectory.score_second_observer(run)
+    assert not (tmp_path / "metrics").exists()
+    run.test.original = [sample("stare", np.ones((8, 8), bool))]
+    RunDirectory.score_second_observer(run)
+    assert (tmp_path / "metrics" / "second_observer.json").is_file()

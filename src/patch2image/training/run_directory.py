@@ -154,9 +154,11 @@ class RunDirectory:
         return threshold
 
     def score_second_observer(self) -> None:
+        """The second observer scored as a model is, when every test image has one (datasets mixed in one run
+        may not all have one: then there is no such row, since it would be over other images than the model's)."""
         target = self.out / "metrics" / f"{SECOND_OBSERVER}.json"
         originals = self.test.original
-        if originals and originals[0].second_label is not None and not target.exists():
+        if originals and all(s.second_label is not None for s in originals) and not target.exists():
             cases = [(s.name, s.second_label.astype(np.float32), s.label, s.fov) for s in originals]
             write_evaluation(evaluate_cases(cases), target)  # a binary map: any threshold in (0, 1] is the same
 

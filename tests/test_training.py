@@ -16,10 +16,12 @@ import yaml
 from safetensors.torch import load_file
 
 from patch2image.cli import build_parser, main
-from patch2image.config import AugmentationConfig, PatchConfig, load_config
+from patch2image.config import AugmentationConfig, PatchConfig, PhaseConfig, load_config
 from patch2image.errors import UserError
+from patch2image.networks import create_network
 from patch2image.patch_database import patch_database
 from patch2image.training.augmentation import augment
+from patch2image.training.fit import TrainingData, fit
 from patch2image.training.loss import bce_dice_loss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -186,6 +188,25 @@ def test_configuration_errors_name_the_key(tmp_path, capsys):
     assert main(["train", str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "phases.patch.epochs" in err and "expected int" in err and "Traceback" not in err
+
+
+def test_frozen_batchnorm_fine_tuning_keeps_the_statistics_and_trains_the_rest(tmp_path, capsys):
+    generator = torch.Generator().manual_seed(1)
+    x = torch.rand(4, 1, 32, 32, generator=generator)
+    data = TrainingData(x, (x > 0.6).float())
+    for mode, stats_change in (("frozen", False), ("train", True)):
+        model = create_network("dense")
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        phase = PhaseConfig(epochs=1, batch_size=2, batchnorm=mode)
+        fit(model, data, data, "finetune", phase, tmp_path / f"{mode}.safetensors", precision="fp32", quiet=True)
+        after = model.state_dict()
+        changed = {k for k in before if not torch.equal(before[k], after[k])}
+        assert any(k.endswith("running_mean") for k in changed) == stats_change, mode
+        assert any(k.endswith("weight") for k in changed), mode  # convolutions and BatchNorm's scale still learn
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nphases:\n  scratch: {batchnorm: frozen}\n")
+    assert main(["train", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "phases.scratch.batchnorm" in capsys.readouterr().err
 
 
 def test_every_shipped_configuration_loads(request):

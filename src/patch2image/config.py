@@ -69,6 +69,7 @@ class PhaseConfig:
     patience: int | None = None  # early stopping; None trains all epochs
     batch_size: int = 1
     lr: float = 1.0
+    batchnorm: str = "train"  # train: batch statistics, as the paper; frozen (fine-tuning only): the transferred ones
 
 
 PAPER_PHASES = {
@@ -79,6 +80,11 @@ PAPER_PHASES = {
 """The paper's training: patches in mini-batches of 32 until 30 epochs bring no improvement,
 whole images one at a time for 300 epochs; AdaDelta at learning rate 1.0 throughout."""
 PHASES = tuple(PAPER_PHASES)
+BATCHNORM_MODES = {"patch": ("train",), "finetune": ("train", "frozen"), "scratch": ("train",)}
+"""``frozen`` keeps the statistics the patches gave (the ones the Image/Frozen row uses) while fine-tuning
+whole images one at a time: a whole photograph's own statistics can be far from its patches' (on IDRiD
+a third of their variance), and a deep network normalised by them starts fine-tuning far from its
+transferred behaviour. Only fine-tuning has transferred statistics to keep."""
 TRAINING_PROTOCOLS = ("paper", "budget", "demo", "smoke")
 """paper: the published settings; budget: fewer epochs (and a coarser Patch row) to fit 2 CPU cores;
 demo: minutes on the embedded synthetic data; smoke: seconds, for tests. Reports keep each protocol
@@ -268,12 +274,17 @@ def _check_ranges(config: Config, source: str) -> None:
             (f"phases.{name}.batch_size", phase.batch_size, phase.batch_size >= 1, "at least 1"),
             (f"phases.{name}.lr", phase.lr, phase.lr > 0, "above 0"),
             (f"phases.{name}.patience", phase.patience, phase.patience is None or phase.patience >= 1, "at least 1"),
+            (f"phases.{name}.batchnorm", phase.batchnorm, phase.batchnorm in BATCHNORM_MODES[name], _modes(name)),
         ]
     for key, value, ok, expected in checks:
         if not ok:
             raise UserError(f"{source}: {key}: {value!r} is out of range; expected {expected}")
     if "finetune" in config.phases and "patch" not in config.phases:
         raise UserError(f"{source}: phases.finetune needs phases.patch, whose weights it starts from")
+
+
+def _modes(phase: str) -> str:
+    return " or ".join(BATCHNORM_MODES[phase]) + ("" if phase == "finetune" else " (only fine-tuning may freeze it)")
 
 
 def _is_size(size: list[int] | None) -> bool:

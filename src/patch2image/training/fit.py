@@ -122,9 +122,8 @@ def fit(
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         data = train(generator) if callable(train) else train
         loss = _train_epoch(
-            trained, optimizer, data, config.batch_size, generator, augmentation, settings, device, f"{phase} {epoch}",
-            quiet,
-        )  # fmt: skip
+            trained, optimizer, data, config, generator, augmentation, settings, device, f"{phase} {epoch}", quiet
+        )
         _check_finite(loss, "training", phase, epoch, state, checkpoint)
         val_loss = validation_loss(model, val, config.batch_size, settings, device) if distributed.is_main() else 0.0
         val_loss = distributed.broadcast_from_main(val_loss, device)
@@ -188,8 +187,13 @@ def _check_finite(loss: float, kind: str, phase: str, epoch: int, state: dict, c
     )
 
 
-def _train_epoch(model, optimizer, data, batch_size, generator, augmentation, settings, device, label, quiet) -> float:
+def _train_epoch(model, optimizer, data, config, generator, augmentation, settings, device, label, quiet) -> float:
     model.train()
+    if config.batchnorm == "frozen":
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
+    batch_size = config.batch_size
     order = torch.randperm(len(data), generator=generator)
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     total, count = 0.0, 0

@@ -33,7 +33,7 @@ from benchmarks.segmentation_time import ROOT, run_command
 from patch2image.data import load_sample, open_dataset
 from patch2image.evaluation import evaluate_cases
 from patch2image.inference import TRAINING_SIZE, Segmenter
-from patch2image.runtime.export import OnnxModel, cached_onnx_bytes
+from patch2image.runtime.export import OnnxModel, cached_onnx_bytes, onnx_cache_name
 from patch2image.runtime.openvino_model import OpenVinoModel
 from patch2image.runtime.quantise import quantise_onnx
 from patch2image.weights import load_model, resolve_weights
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out = args.out or RESULTS / f"reduced_precision-{args.model}.json"
     load = round(os.getloadavg()[0], 2)
     model, metadata = load_model(args.model)
-    fp32 = cached_onnx_bytes(lambda: model, metadata, resolve_weights(args.model))
+    fp32 = cached_onnx_bytes(lambda: model, metadata, onnx_cache_name(metadata, resolve_weights(args.model)))
     dataset = open_dataset(DRIVE, "drive")
     preparer = Segmenter(None, metadata, size=TRAINING_SIZE)
     calibration = [preparer.prepare(load_sample(f).image) for split in ("train", "val") for f in dataset.files(split)]

@@ -182,7 +182,7 @@ class ModelSource:
             return self._onnx_bytes
         from patch2image.runtime.export import cached_onnx_bytes
 
-        return cached_onnx_bytes(lambda: self.model, self.metadata, self.path, self.network)
+        return cached_onnx_bytes(lambda: self.model, self.metadata, self._cache_name)
 
     def onnx_source(self) -> "Path | bytes":
         """The ONNX a runner reads: an ``.onnx`` file's path (so that its messages name the file), else the export."""
@@ -193,7 +193,11 @@ class ModelSource:
         if not self.has_weights:
             return True
         from patch2image.runtime.cache import is_cached
+
+        return self._cache_name is not None and is_cached(self._cache_name)
+
+    @functools.cached_property
+    def _cache_name(self) -> str | None:
         from patch2image.runtime.export import onnx_cache_name
 
-        name = onnx_cache_name(self.metadata, self.path, self.network)
-        return name is not None and is_cached(name)
+        return onnx_cache_name(self.metadata, self.path, self.network)

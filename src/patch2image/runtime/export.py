@@ -134,22 +134,18 @@ def input_channels(metadata: WeightsMetadata | dict) -> int:
     return preprocessing_from(WeightsMetadata.coerce(metadata).preprocessing).channels
 
 
-def cached_onnx_bytes(
-    load: "Callable[[], nn.Module]", metadata: WeightsMetadata, weights: str | Path, network: str | None = None
-) -> bytes:
-    """:func:`onnx_bytes` of the network loaded from the file ``weights``, kept in the user's cache folder.
+def cached_onnx_bytes(load: "Callable[[], nn.Module]", metadata: WeightsMetadata, name: str | None) -> bytes:
+    """:func:`onnx_bytes` of the network ``load`` gives, kept in the user's cache folder as ``name``.
 
     An export takes 4-7 s on 2 cores, longer than segmenting a few images, and the onnxruntime and
-    OpenVINO backends need one at every start. ``load`` gives the network; it is called only when the
-    export is not cached, so that running a cached one needs no torch. ``network``: the
-    user network's ``module:Class`` the weights were loaded with, if any.
+    OpenVINO backends need one at every start. ``load`` is called only when the export is not cached,
+    so that running a cached one needs no torch. ``name``: :func:`onnx_cache_name` (None: not cached).
     """
     from patch2image.runtime.cache import cached_bytes
 
     def export() -> bytes:
         return onnx_bytes(load(), metadata)
 
-    name = onnx_cache_name(metadata, weights, network)
     return export() if name is None else cached_bytes(name, export)
 
 

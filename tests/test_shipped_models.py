@@ -56,7 +56,7 @@ def test_the_default_vessel_model_is_listed_first_and_used_without_model(tmp_pat
     assert (tmp_path / "a" / "01_test_prob.png").read_bytes() == (tmp_path / "b" / "01_test_prob.png").read_bytes()
 
 
-def test_optic_disc_names_the_best_idrid_model():
+def test_optic_disc_names_an_idrid_model():
     _, by_alias = load_model("optic-disc")
     assert by_alias.task == "optic_disc" and by_alias.dataset == "idrid"
 

@@ -1,5 +1,6 @@
 """The training engine and the four phases, on data the tests generate (configs/smoke.yaml)."""
 
+import copy
 import csv
 import json
 import os
@@ -207,6 +208,20 @@ def test_frozen_batchnorm_fine_tuning_keeps_the_statistics_and_trains_the_rest(t
     bad.write_text("name: x\nphases:\n  scratch: {batchnorm: frozen}\n")
     assert main(["train", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "phases.scratch.batchnorm" in capsys.readouterr().err
+
+
+def test_precise_batchnorm_leaves_the_statistics_of_the_kept_weights(tmp_path):
+    generator = torch.Generator().manual_seed(2)
+    x = torch.rand(4, 1, 32, 32, generator=generator)
+    data = TrainingData(x, (x > 0.6).float())
+    for mode, matches in (("precise", True), ("train", False)):
+        model = create_network("dense")
+        phase = PhaseConfig(epochs=1, batch_size=2, batchnorm=mode)
+        fit(model, data, data, "scratch", phase, tmp_path / f"{mode}.safetensors", precision="fp32", quiet=True)
+        recomputed = copy.deepcopy(model)
+        torch.optim.swa_utils.update_bn([x[:2], x[2:]], recomputed)
+        first = "body.1.running_var"
+        assert torch.allclose(model.state_dict()[first], recomputed.state_dict()[first]) == matches, mode
 
 
 def test_every_shipped_configuration_loads(request):

@@ -69,7 +69,7 @@ class PhaseConfig:
     patience: int | None = None  # early stopping; None trains all epochs
     batch_size: int = 1
     lr: float = 1.0
-    batchnorm: str = "train"  # train: batch statistics, as the paper; frozen (fine-tuning only): the transferred ones
+    batchnorm: str = "train"  # train: as the paper; frozen, precise: variants (BATCHNORM_MODES)
 
 
 PAPER_PHASES = {
@@ -80,11 +80,21 @@ PAPER_PHASES = {
 """The paper's training: patches in mini-batches of 32 until 30 epochs bring no improvement,
 whole images one at a time for 300 epochs; AdaDelta at learning rate 1.0 throughout."""
 PHASES = tuple(PAPER_PHASES)
-BATCHNORM_MODES = {"patch": ("train",), "finetune": ("train", "frozen"), "scratch": ("train",)}
-"""``frozen`` keeps the statistics the patches gave (the ones the Image/Frozen row uses) while fine-tuning
-whole images one at a time: a whole photograph's own statistics can be far from its patches' (on IDRiD
-a third of their variance), and a deep network normalised by them starts fine-tuning far from its
-transferred behaviour. Only fine-tuning has transferred statistics to keep."""
+BATCHNORM_MODES = {
+    "patch": ("train", "precise"),
+    "finetune": ("train", "frozen", "precise"),
+    "scratch": ("train", "precise"),
+}
+"""How BatchNorm's running statistics, the ones evaluation uses, are kept. ``train``, the paper's:
+each batch moves them by the network's momentum (Keras' 1% for Dense), so they trail the weights
+by about a hundred batches. ``precise`` recomputes them after each epoch as the plain average over the
+epoch's training inputs (not augmented) with that epoch's weights: a budget of 20 whole-image epochs
+is 300-400 batches, too few for 1% steps to forget the first epochs (Dense trained from scratch on
+STARE kept a first-layer variance 50 times its weights' own, and marked no vessel). ``frozen`` keeps
+the statistics the patches gave (the ones the Image/Frozen row uses) while fine-tuning whole images
+one at a time: a whole photograph's own statistics can be far from its patches' (on IDRiD a third of
+their variance), and a deep network normalised by them starts fine-tuning far from its transferred
+behaviour. Only fine-tuning has transferred statistics to keep."""
 TRAINING_PROTOCOLS = ("paper", "budget", "demo", "smoke")
 """paper: the published settings; budget: fewer epochs (and a coarser Patch row) to fit 2 CPU cores;
 demo: minutes on the embedded synthetic data; smoke: seconds, for tests. Reports keep each protocol
@@ -284,7 +294,7 @@ def _check_ranges(config: Config, source: str) -> None:
 
 
 def _modes(phase: str) -> str:
-    return " or ".join(BATCHNORM_MODES[phase]) + ("" if phase == "finetune" else " (only fine-tuning may freeze it)")
+    return ", ".join(BATCHNORM_MODES[phase]) + ("" if phase == "finetune" else " (only fine-tuning may freeze it)")
 
 
 def _is_size(size: list[int] | None) -> bool:

@@ -125,6 +125,8 @@ def fit(
             trained, optimizer, data, config, generator, augmentation, settings, device, f"{phase} {epoch}", quiet
         )
         _check_finite(loss, "training", phase, epoch, state, checkpoint)
+        if config.batchnorm == "precise":
+            _recompute_batchnorm(model, data, config.batch_size, settings, device)
         val_loss = validation_loss(model, val, config.batch_size, settings, device) if distributed.is_main() else 0.0
         val_loss = distributed.broadcast_from_main(val_loss, device)
         _check_finite(val_loss, "validation", phase, epoch, state, checkpoint)
@@ -215,6 +217,16 @@ def _train_epoch(model, optimizer, data, config, generator, augmentation, settin
         count += len(index)
         bar.set_postfix(loss=f"{total / count:.4f}")
     return total / count
+
+
+def _recompute_batchnorm(model, data: TrainingData, batch_size: int, settings: TrainingSettings, device) -> None:
+    """BatchNorm's running statistics set to their plain average over ``data`` with the current weights."""
+    batches = (
+        data.x[start : start + batch_size].to(device, memory_format=settings.memory_format)
+        for start in range(0, len(data), batch_size)
+    )
+    with autocast(settings.precision, device):
+        torch.optim.swa_utils.update_bn(batches, model)
 
 
 @torch.inference_mode()

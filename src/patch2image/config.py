@@ -88,9 +88,9 @@ BATCHNORM_MODES = {
 """How BatchNorm's running statistics, the ones evaluation uses, are kept. ``train``, the paper's:
 each batch moves them by the network's momentum (Keras' 1% for Dense) from their start (variance 1).
 ``precise`` recomputes them after each epoch as the plain average over the epoch's training inputs
-(not augmented) with that epoch's weights: 20 epochs of 14 photographs are 280 batches, after which 1%
-steps still keep 0.99**280 = 6% of the starting variance, and Dense trained from scratch on STARE so
-kept a first-layer variance of 0.061 where its weights' own is 0.0012, and marked no vessel.
+(before augmentation) with that epoch's weights: 20 epochs of 14 photographs are 280 batches, after
+which 1% steps still keep 0.99**280 = 6% of the starting variance, and Dense trained from scratch on
+STARE so kept a first-layer variance of 0.061 where its weights' own is 0.0012, and marked no vessel.
 ``frozen`` keeps the statistics the patches gave (the ones the Image/Frozen row uses) while
 fine-tuning whole images one at a time: a whole photograph's own statistics can be far from its
 patches' (on IDRiD a third of their variance), and a deep network normalised by them starts
